@@ -1,0 +1,173 @@
+"""Verifies bearer tokens against public keys only (PEM or JWKS file)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from app.auth.keys import KeyFileError, VerificationKey, load_jwks, load_public_pem
+from app.auth.principal import Principal
+from app.settings import Settings
+
+MAX_TOKEN_LENGTH = 16_384
+
+
+class ConfigurationError(RuntimeError):
+    """The auth configuration cannot work; the server refuses to start."""
+
+
+class AuthError(Exception):
+    """A request's credentials were missing or invalid. `reason` is a short, stable label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def bearer_token(header_value: str | None) -> str:
+    """Extract the token from an `Authorization: Bearer <jwt>` value."""
+    if not header_value:
+        raise AuthError("missing", "Missing bearer token: send 'Authorization: Bearer <jwt>'")
+    scheme, _, token = header_value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("malformed", "Authorization must have the form 'Bearer <jwt>'")
+    return token
+
+
+class TokenVerifier:
+    """Checks signature (asymmetric algorithms only), `exp`/`iat`/`sub`, issuer and audience."""
+
+    def __init__(
+        self,
+        keys: list[VerificationKey],
+        *,
+        algorithms: list[str],
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway_seconds: int = 30,
+        roles_claim: str = "roles",
+    ) -> None:
+        usable = [k for k in keys if set(k.algorithms) & set(algorithms)]
+        if not usable:
+            raise ConfigurationError(
+                f"none of the configured keys can verify the allowed algorithms "
+                f"({', '.join(algorithms)}); check JWT_ALGORITHMS against the key type"
+            )
+        self._keys = usable
+        self._algorithms = frozenset(algorithms)
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+        self._roles_claim = roles_claim
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        pem = settings.jwt_public_key_file
+        if pem and settings.jwt_jwks_file:
+            raise ConfigurationError("set only one of JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE")
+        try:
+            if settings.jwt_jwks_file:
+                keys = load_jwks(settings.jwt_jwks_file)
+            elif pem:
+                keys = [load_public_pem(pem)]
+            else:
+                raise ConfigurationError(
+                    "no verification key configured: set JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE"
+                )
+        except (OSError, KeyFileError) as exc:
+            raise ConfigurationError(str(exc)) from exc
+        return cls(
+            keys,
+            algorithms=settings.algorithms,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            roles_claim=settings.jwt_roles_claim,
+        )
+
+    def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError("malformed", "Token is too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise AuthError("malformed", "Token is not a well-formed JWT") from exc
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise AuthError("algorithm", f"Token algorithm {alg!r} is not accepted")
+        candidates = self._candidates(alg, header.get("kid"))
+        last_error: AuthError | None = None
+        for key in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key=key.key,  # type: ignore[arg-type]
+                    algorithms=[alg],
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    leeway=self._leeway,
+                    options={
+                        "require": ["exp", "iat", "sub"],
+                        "verify_aud": self._audience is not None,
+                    },
+                )
+            except jwt.InvalidSignatureError:
+                last_error = AuthError("bad_signature", "Token signature is invalid")
+                continue
+            except jwt.ExpiredSignatureError as exc:
+                raise AuthError("expired", "Token has expired") from exc
+            except jwt.InvalidIssuerError as exc:
+                raise AuthError("issuer", "Token issuer is not accepted") from exc
+            except jwt.InvalidAudienceError as exc:
+                raise AuthError("audience", "Token audience is not accepted") from exc
+            except jwt.MissingRequiredClaimError as exc:
+                raise AuthError("claims", f"Token is missing the '{exc.claim}' claim") from exc
+            except jwt.ImmatureSignatureError as exc:
+                raise AuthError("claims", "Token is not valid yet (iat/nbf in the future)") from exc
+            except jwt.InvalidTokenError as exc:
+                raise AuthError("malformed", f"Token is invalid: {exc}") from exc
+            return self._principal(claims)
+        raise last_error or AuthError("unknown_key", "Token was not signed by a known key")
+
+    def _candidates(self, alg: str, kid: object) -> list[VerificationKey]:
+        fitting = [k for k in self._keys if alg in k.algorithms]
+        if kid is not None:
+            fitting = [k for k in fitting if k.kid is None or k.kid == kid]
+        if not fitting:
+            raise AuthError("unknown_key", "Token was not signed by a known key")
+        return fitting
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise AuthError("claims", "Token 'sub' must be a non-empty string")
+        exp = claims.get("exp")
+        return Principal(
+            id=sub,
+            roles=_roles(_claim(claims, self._roles_claim)),
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
+        )
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> Any:
+    """A claim by its literal name (namespaced URLs included), else by a dotted path."""
+    if name in claims:
+        return claims[name]
+    node: Any = claims
+    for part in name.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(r for r in value.replace(",", " ").split() if r)
+    if isinstance(value, list | tuple):
+        return tuple(r for r in value if isinstance(r, str) and r)
+    return ()

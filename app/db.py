@@ -1,0 +1,31 @@
+"""The MongoDB client and Beanie initialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.models import DOCUMENT_MODELS
+
+Database = AsyncDatabase[dict[str, Any]]
+
+
+def make_client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
+    return AsyncMongoClient(uri, tz_aware=True, appname="larder")
+
+
+async def init_models(client: AsyncMongoClient[dict[str, Any]], db_name: str) -> Database:
+    database = client.get_database(db_name)
+    await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+    return database
+
+
+async def ping(client: AsyncMongoClient[dict[str, Any]]) -> bool:
+    try:
+        await client.admin.command("ping")
+    except Exception:
+        return False
+    return True

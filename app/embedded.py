@@ -1,0 +1,132 @@
+"""Runs the embedded SecantusDB daemon as a child process (never imported: it is GPL-2.0).
+
+Used by `python -m app serve` when MONGODB_URI is unset, and by the test fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTENING = re.compile(r"secantus listening on ([\d.]+):(\d+)")
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    pass
+
+
+def _executable() -> str:
+    beside = Path(sys.executable).with_name("secantusd-py")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("secantusd-py")
+    if found is None:
+        raise EmbeddedDatabaseError(
+            "secantusd-py not found: install the project (make run does) or set MONGODB_URI"
+        )
+    return found
+
+
+@dataclass
+class EmbeddedDatabase:
+    """A SecantusDB daemon on 127.0.0.1. `storage` is a directory, or ':memory:'."""
+
+    storage: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[str] | None = None
+    _lines: list[str] = field(default_factory=list)
+    _config: Path | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true&retryWrites=false"
+
+    def start(self) -> EmbeddedDatabase:
+        if self.storage != ":memory:":
+            Path(self.storage).mkdir(parents=True, exist_ok=True)
+        # An explicit (empty) config turns off auto-discovery of stray secantusd.toml files.
+        fd, config = tempfile.mkstemp(prefix="larder-secantusd-", suffix=".toml")
+        os.close(fd)
+        self._config = Path(config)
+        cmd = [
+            _executable(),
+            "--config",
+            config,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage,
+            "--noop-heartbeat-seconds",
+            "10",
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        ready = threading.Event()
+        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
+        if not ready.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+            output = "".join(self._lines[-20:])
+            self.stop()
+            raise EmbeddedDatabaseError(f"SecantusDB did not start:\n{output}")
+        return self
+
+    def _pump(self, ready: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        log = self.log_path.open("a") if self.log_path else None
+        try:
+            for line in self.process.stdout:
+                if len(self._lines) < 200:
+                    self._lines.append(line)
+                if log:
+                    log.write(line)
+                    log.flush()
+                match = _LISTENING.search(line)
+                if match and not ready.is_set():
+                    self.port = int(match.group(2))
+                    ready.set()
+        finally:
+            ready.set()
+            if log:
+                log.close()
+
+    def stop(self) -> None:
+        if self._config is not None:
+            self._config.unlink(missing_ok=True)
+            self._config = None
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedDatabase:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

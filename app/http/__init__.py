@@ -1,0 +1,1 @@
+"""HTTP plumbing: plain ASGI middleware and endpoints around the GraphQL view."""

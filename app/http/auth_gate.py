@@ -1,0 +1,57 @@
+"""Rejects unauthenticated GraphQL HTTP requests with 401 before any GraphQL work is done."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth.verifier import AuthError, TokenVerifier, bearer_token
+
+
+def is_ide_request(scope: Scope) -> bool:
+    """A browser asking for the GraphiQL page (no credentials needed to load the page)."""
+    if scope["method"] != "GET":
+        return False
+    headers = Headers(scope=scope)
+    return "text/html" in headers.get("accept", "") and "query" not in QueryParams(
+        scope.get("query_string", b"")
+    )
+
+
+def unauthenticated(error: AuthError) -> JSONResponse:
+    return JSONResponse(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": error.message,
+                    "extensions": {"code": "UNAUTHENTICATED", "reason": error.reason},
+                }
+            ],
+        },
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+class AuthGate:
+    """Verifies `Authorization: Bearer <jwt>` and stores the principal in `scope["state"]`.
+
+    WebSocket connections pass through: they authenticate at `connection_init`.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not is_ide_request(scope):
+            try:
+                token = bearer_token(Headers(scope=scope).get("authorization"))
+                principal = self.verifier.verify(token)
+            except AuthError as error:
+                await unauthenticated(error)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)

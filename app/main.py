@@ -1,0 +1,101 @@
+"""The application factory: `create_app(settings)` wires database, auth and GraphQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app import __version__
+from app.auth.verifier import ConfigurationError, TokenVerifier
+from app.db import init_models, make_client, ping
+from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX
+from app.http.auth_gate import AuthGate
+from app.http.graphql_view import LarderGraphQL
+from app.http.request_id import RequestIdMiddleware
+from app.services.recipes import RecipeService
+from app.settings import Settings
+
+log = logging.getLogger("larder")
+
+
+@dataclass
+class Runtime:
+    """What the lifespan opens and the endpoints use."""
+
+    client: AsyncMongoClient[dict[str, Any]] | None = None
+    recipes: RecipeService | None = None
+
+    def recipe_service(self) -> RecipeService:
+        if self.recipes is None:
+            raise RuntimeError("the application has not started (lifespan not run)")
+        return self.recipes
+
+
+def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> Starlette:
+    """Build the ASGI app. Raises ConfigurationError when it could not work safely."""
+    if verifier is None:
+        verifier = TokenVerifier.from_settings(settings)
+    uri = settings.mongodb_uri
+    if not uri:
+        raise ConfigurationError(
+            "MONGODB_URI is not set (`python -m app serve` starts an "
+            "embedded database when it is unset)"
+        )
+    runtime = Runtime()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.client = make_client(uri)
+        database = await init_models(runtime.client, settings.mongodb_db)
+        runtime.recipes = RecipeService(database.get_collection("recipes"))
+        log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)
+        try:
+            yield
+        finally:
+            await runtime.client.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> JSONResponse:
+        ready = runtime.client is not None and await ping(runtime.client)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    graphql = AuthGate(LarderGraphQL(runtime.recipe_service), verifier)
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.cors_origin_list:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    return app

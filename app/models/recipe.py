@@ -1,0 +1,122 @@
+"""The stored recipe: one MongoDB document per recipe, tombstones included."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from beanie import Document
+from pydantic import BaseModel, ConfigDict
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+PUBLIC_READER = "*"
+"""Marker in `readers` that makes a recipe readable by every signed-in user."""
+
+MAX_TERM_LENGTH = 24
+_WORD = re.compile(r"\w+")
+
+
+class Visibility(StrEnum):
+    PRIVATE = "PRIVATE"
+    PUBLIC = "PUBLIC"
+
+
+class Ingredient(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    quantity: float | None = None
+    unit: str | None = None
+    note: str | None = None
+
+
+class Recipe(Document):
+    """A recipe as stored. `readers` and `search_terms` are derived, see `derived_fields`."""
+
+    id: str  # type: ignore[assignment]
+    title: str
+    description: str = ""
+    ingredients: list[Ingredient] = []
+    steps: list[str] = []
+    tags: list[str] = []
+    servings: int | None = None
+    prep_minutes: int | None = None
+    cook_minutes: int | None = None
+    image_url: str | None = None
+    owner_id: str
+    collaborators: list[str] = []
+    visibility: Visibility = Visibility.PRIVATE
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+    readers: list[str] = []
+    search_terms: list[str] = []
+
+    class Settings:
+        name = "recipes"
+        use_revision = False
+        indexes = [
+            # recipes(): what a viewer may read, newest first (keyset pagination).
+            IndexModel(
+                [
+                    ("readers", ASCENDING),
+                    ("deleted", ASCENDING),
+                    ("updated_at", DESCENDING),
+                    ("_id", DESCENDING),
+                ],
+                name="readers_deleted_updated",
+            ),
+            # admins list everything; updatedSince filters.
+            IndexModel(
+                [("deleted", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)],
+                name="deleted_updated",
+            ),
+            IndexModel([("search_terms", ASCENDING)], name="search_terms"),
+            IndexModel([("tags", ASCENDING)], name="tags"),
+            IndexModel([("owner_id", ASCENDING), ("updated_at", DESCENDING)], name="owner_updated"),
+        ]
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of `text` (Unicode aware), each cut to MAX_TERM_LENGTH."""
+    return [w[:MAX_TERM_LENGTH] for w in _WORD.findall(text.casefold())]
+
+
+def search_terms(title: str, tags: list[str], ingredients: list[Ingredient]) -> list[str]:
+    """Every prefix of every word of title, tags and ingredient names.
+
+    SecantusDB has no text indexes and an anchored regex still scans, so prefix search is an
+    exact match on a multikey index over prefixes; this works the same on MongoDB.
+    """
+    terms: set[str] = set()
+    sources = [title, *tags, *(i.name for i in ingredients)]
+    for source in sources:
+        for word in words(source):
+            terms.update(word[:n] for n in range(1, len(word) + 1))
+    return sorted(terms)
+
+
+def readers(owner_id: str, collaborators: list[str], visibility: Visibility) -> list[str]:
+    members = [owner_id, *(c for c in collaborators if c != owner_id)]
+    if visibility is Visibility.PUBLIC:
+        members.append(PUBLIC_READER)
+    return members
+
+
+def derived_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """`readers` and `search_terms` for a complete set of stored fields."""
+    ingredients = [
+        i if isinstance(i, Ingredient) else Ingredient.model_validate(i)
+        for i in fields.get("ingredients", [])
+    ]
+    return {
+        "readers": readers(
+            fields["owner_id"],
+            list(fields.get("collaborators", [])),
+            Visibility(fields.get("visibility", Visibility.PRIVATE)),
+        ),
+        "search_terms": search_terms(fields["title"], list(fields.get("tags", [])), ingredients),
+    }

@@ -1,0 +1,80 @@
+"""Shapes errors for clients: domain errors keep their code; anything else is masked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.services.errors import DomainError
+
+log = logging.getLogger("larder.errors")
+
+INTERNAL_MESSAGE = "Internal server error"
+
+
+class ClientError(GraphQLError):
+    """Raised by the GraphQL layer itself for expected problems (carries `code`)."""
+
+    def __init__(self, message: str, code: str, **extensions: object) -> None:
+        super().__init__(message, extensions={"code": code, **extensions})
+
+
+def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        # Parse/validation errors and errors we raised on purpose.
+        if error.extensions and "code" in error.extensions:
+            return error
+        if original is not None and original.extensions and "code" in original.extensions:
+            return GraphQLError(
+                original.message,
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                extensions=original.extensions,
+            )
+        return GraphQLError(
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions={**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"},
+        )
+    if isinstance(original, DomainError):
+        return GraphQLError(
+            original.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions=original.extensions(),
+        )
+    log.error(
+        "unhandled error in resolver",
+        exc_info=original,
+        extra={"request_id": request_id, "path": error.path},
+    )
+    return GraphQLError(
+        INTERNAL_MESSAGE,
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
+class ShapeErrors(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is None or not errors:
+            return
+        request_id = getattr(self.execution_context.context, "request_id", "-")
+        result.errors = [shape_error(e, request_id) for e in errors]

@@ -1,0 +1,96 @@
+"""Mutation fields: version-checked upsert and delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+
+from app.schema.context import Info
+from app.schema.inputs import RecipeInput
+from app.schema.types import Recipe, RecipeDeleted, VersionConflict
+from app.services import recipes as service
+
+UpsertRecipeResult = Annotated[Recipe | VersionConflict, strawberry.union("UpsertRecipeResult")]
+DeleteRecipeResult = Annotated[
+    RecipeDeleted | VersionConflict, strawberry.union("DeleteRecipeResult")
+]
+
+_EDITABLE = (
+    "title",
+    "description",
+    "ingredients",
+    "steps",
+    "tags",
+    "servings",
+    "prep_minutes",
+    "cook_minutes",
+    "image_url",
+    "collaborators",
+    "visibility",
+)
+
+
+def _provided_fields(data: RecipeInput) -> dict[str, Any]:
+    """Only the fields the client sent (explicit nulls included), as plain values."""
+    fields: dict[str, Any] = {}
+    for name in _EDITABLE:
+        value = getattr(data, name)
+        if value is strawberry.UNSET:
+            continue
+        if name == "ingredients" and value is not None:
+            value = [
+                {
+                    "name": i.name,
+                    **{
+                        k: getattr(i, k)
+                        for k in ("quantity", "unit", "note")
+                        if getattr(i, k) is not strawberry.UNSET
+                    },
+                }
+                for i in value
+            ]
+        elif name == "collaborators" and value is not None:
+            value = [str(c) for c in value]
+        elif name == "visibility" and value is not None:
+            value = value.value
+        fields[name] = value
+    return fields
+
+
+def conflict_type(conflict: service.VersionConflict) -> VersionConflict:
+    return VersionConflict(
+        id=strawberry.ID(conflict.id),
+        expected_version=conflict.expected_version,
+        current_version=conflict.current_version,
+        current=None if conflict.current is None else Recipe.from_model(conflict.current),
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Create (omit expectedVersion) or change (expectedVersion = current version) "
+        "a recipe. A stale or missing expectedVersion changes nothing and returns VersionConflict."
+    )
+    async def upsert_recipe(self, info: Info, input: RecipeInput) -> UpsertRecipeResult:
+        write = service.RecipeWrite(
+            id=None if input.id in (None, strawberry.UNSET) else str(input.id),
+            expected_version=(
+                None if input.expected_version is strawberry.UNSET else input.expected_version
+            ),
+            fields=_provided_fields(input),
+        )
+        result = await info.context.recipes.upsert(info.context.viewer(), write)
+        if isinstance(result, service.VersionConflict):
+            return conflict_type(result)
+        return Recipe.from_model(result)
+
+    @strawberry.mutation(description="Owner only. Leaves a tombstone (deleted, version + 1).")
+    async def delete_recipe(
+        self, info: Info, id: strawberry.ID, expected_version: int
+    ) -> DeleteRecipeResult:
+        result = await info.context.recipes.delete(info.context.viewer(), str(id), expected_version)
+        if isinstance(result, service.VersionConflict):
+            return conflict_type(result)
+        return RecipeDeleted(id=strawberry.ID(result.id), version=result.version)

@@ -1,0 +1,112 @@
+"""`python -m app serve`: development keys, the embedded database, uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from app.auth.keys import (
+    PRIVATE_KEY_NAME,
+    PUBLIC_KEY_NAME,
+    key_id,
+    load_private_pem,
+    write_key_pair,
+)
+from app.auth.tokens import mint_token
+from app.auth.verifier import ConfigurationError, TokenVerifier
+from app.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from app.logs import configure
+from app.settings import Settings
+
+log = logging.getLogger("larder.server")
+
+DEV_TOKEN_TTL = 24 * 3600
+
+
+def _with_dev_key(settings: Settings) -> Settings:
+    """Development only: create (once) a key pair under DATA_DIR/keys and use its public half."""
+    directory = settings.dev_key_dir
+    if not (directory / PRIVATE_KEY_NAME).exists():
+        write_key_pair(directory, "rsa")
+        log.warning("created a development key pair in %s", directory)
+    return settings.model_copy(update={"jwt_public_key_file": directory / PUBLIC_KEY_NAME})
+
+
+def _dev_banner(settings: Settings, url: str) -> str:
+    private = load_private_pem(settings.dev_key_dir / PRIVATE_KEY_NAME)
+    token = mint_token(
+        private,
+        sub="dev",
+        ttl_seconds=DEV_TOKEN_TTL,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        kid=key_id(private.public_key()),
+        roles_claim=settings.jwt_roles_claim,
+    )
+    return (
+        "\n"
+        "  Larder is running in development mode (APP_ENV=development).\n"
+        f"  GraphiQL:  {url}/graphql\n"
+        "  Paste this into GraphiQL's Headers tab (valid 24 h, user 'dev'):\n\n"
+        f'  {{"Authorization": "Bearer {token}"}}\n\n'
+        "  More tokens: python -m app token --sub alice [--role admin]\n"
+    )
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    configure(settings.log_level)
+    has_key = settings.jwt_public_key_file or settings.jwt_jwks_file
+    if not has_key:
+        if settings.is_production:
+            print(
+                "refusing to start: APP_ENV=production needs a verification key. Set "
+                "JWT_PUBLIC_KEY_FILE (PEM) or JWT_JWKS_FILE (JWKS); create a pair with "
+                "`python -m app keys generate --out ./keys`.",
+                file=sys.stderr,
+            )
+            return 2
+        settings = _with_dev_key(settings)
+    try:
+        verifier = TokenVerifier.from_settings(settings)
+    except ConfigurationError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+
+    database: EmbeddedDatabase | None = None
+    if not settings.mongodb_uri:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = EmbeddedDatabase(
+            storage=str(settings.data_dir / "db"),
+            log_path=settings.data_dir / "secantusd.log",
+        )
+        try:
+            database.start()
+        except EmbeddedDatabaseError as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
+        log.info("embedded SecantusDB on port %s, data in %s", database.port, database.storage)
+        settings = settings.model_copy(update={"mongodb_uri": database.uri})
+
+    from app.main import create_app
+
+    bind_host = host or settings.host
+    bind_port = settings.port if port is None else port
+    try:
+        app = create_app(settings, verifier=verifier)
+        if not settings.is_production and not settings.jwt_jwks_file and not has_key:
+            print(_dev_banner(settings, f"http://{bind_host}:{bind_port}"), file=sys.stderr)
+        uvicorn.run(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            proxy_headers=True,
+            ws_ping_interval=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if database is not None:
+            database.stop()
+    return 0

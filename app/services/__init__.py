@@ -1,0 +1,1 @@
+"""Domain logic: versioned writes, authorization rules, queries. No GraphQL here."""

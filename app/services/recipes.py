@@ -1,0 +1,260 @@
+"""Recipe reads and version-checked writes.
+
+Every write is a compare-and-set on `{_id, version}` in one database operation: the current
+document is read to decide permissions, then `update_one({_id, version: expected})` applies the
+change only if nobody changed the recipe in between. No lock, no read-then-blind-write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from app.auth.principal import Principal
+from app.models.recipe import Recipe, derived_fields, words
+from app.services import permissions
+from app.services.clock import now_ms
+from app.services.cursor import decode_cursor, encode_cursor
+from app.services.errors import BadInput, Forbidden, NotFound
+from app.services.validation import validate_fields, validate_id
+
+MAX_PAGE = 100
+MAX_SEARCH_WORDS = 10
+ADMIN_FIELDS = frozenset({"collaborators", "visibility"})
+CREATE_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "ingredients": [],
+    "steps": [],
+    "tags": [],
+    "servings": None,
+    "prep_minutes": None,
+    "cook_minutes": None,
+    "image_url": None,
+    "collaborators": [],
+    "visibility": "PRIVATE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecipeWrite:
+    """An upsert request: the fields the client provided, by stored name."""
+
+    id: str | None
+    expected_version: int | None
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionConflict:
+    id: str
+    expected_version: int | None
+    current_version: int
+    current: Recipe | None  # None when the recipe is a tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecipeQuery:
+    search: str | None = None
+    tags: list[str] | None = None
+    owner_id: str | None = None
+    updated_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class RecipePage:
+    items: list[Recipe]
+    has_next_page: bool
+    count: Callable[[], Awaitable[int]] = field(repr=False)
+
+    def cursor(self, recipe: Recipe) -> str:
+        return encode_cursor(recipe.updated_at, recipe.id)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RecipeService:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._recipes = collection
+
+    # ---------------------------------------------------------------- reads
+
+    async def _load(self, recipe_id: str) -> Recipe | None:
+        raw = await self._recipes.find_one({"_id": recipe_id})
+        return None if raw is None else Recipe.model_validate(raw)
+
+    async def get(self, viewer: Principal, recipe_id: str) -> Recipe | None:
+        """The recipe, or None when absent, deleted or not readable (indistinguishable)."""
+        if not recipe_id or len(recipe_id) > 64:
+            return None
+        recipe = await self._load(recipe_id)
+        if recipe is None or recipe.deleted or not permissions.can_read(viewer, recipe):
+            return None
+        return recipe
+
+    async def list(
+        self, viewer: Principal, query: RecipeQuery, first: int, after: str | None
+    ) -> RecipePage:
+        if not 0 <= first <= MAX_PAGE:
+            raise BadInput.single("first", f"must be between 0 and {MAX_PAGE}")
+        base = self._filter(viewer, query)
+        page_filter = dict(base)
+        if after:
+            at, recipe_id = decode_cursor(after)
+            page_filter["$or"] = [
+                {"updated_at": {"$lt": at}},
+                {"updated_at": at, "_id": {"$lt": recipe_id}},
+            ]
+        cursor = self._recipes.find(
+            page_filter, sort=[("updated_at", -1), ("_id", -1)], limit=first + 1
+        )
+        raws = await cursor.to_list(length=first + 1)
+        items = [Recipe.model_validate(raw) for raw in raws[:first]]
+
+        async def count() -> int:
+            return await self._recipes.count_documents(base)
+
+        return RecipePage(items=items, has_next_page=len(raws) > first, count=count)
+
+    def _filter(self, viewer: Principal, query: RecipeQuery) -> dict[str, Any]:
+        conditions: dict[str, Any] = {"deleted": False, **permissions.readable_filter(viewer)}
+        if query.search is not None:
+            terms = list(dict.fromkeys(words(query.search)))
+            if len(terms) > MAX_SEARCH_WORDS:
+                raise BadInput.single("filter.search", f"use at most {MAX_SEARCH_WORDS} words")
+            if terms:
+                conditions["search_terms"] = {"$all": terms}
+        if query.tags:
+            if len(query.tags) > 50:
+                raise BadInput.single("filter.tags", "use at most 50 tags")
+            conditions["tags"] = {"$all": list(query.tags)}
+        if query.owner_id is not None:
+            conditions["owner_id"] = query.owner_id
+        if query.updated_since is not None:
+            conditions["updated_at"] = {"$gt": query.updated_since}
+        return conditions
+
+    # --------------------------------------------------------------- writes
+
+    async def upsert(self, viewer: Principal, write: RecipeWrite) -> Recipe | VersionConflict:
+        changes = validate_fields(write.fields)
+        if write.expected_version is not None and write.expected_version < 1:
+            raise BadInput.single("expectedVersion", "must be 1 or greater")
+        if write.id is None:
+            if write.expected_version is not None:
+                raise BadInput.single("expectedVersion", "needs an id: omit it to create")
+            created = await self._create(viewer, new_id(), changes)
+            assert created is not None  # a fresh uuid4 never collides
+            return created
+        recipe_id = validate_id(write.id)
+        existing = await self._load(recipe_id)
+        if existing is None:
+            if write.expected_version is not None:
+                raise NotFound(f"Recipe {recipe_id} not found")
+            created = await self._create(viewer, recipe_id, changes)
+            if created is not None:
+                return created
+            existing = await self._load(recipe_id)  # lost a creation race
+            if existing is None:  # pragma: no cover - created then purged meanwhile
+                raise NotFound(f"Recipe {recipe_id} not found")
+        return await self._update(viewer, existing, write.expected_version, changes)
+
+    async def _create(
+        self, viewer: Principal, recipe_id: str, changes: dict[str, Any]
+    ) -> Recipe | None:
+        """Insert version 1; None when the id already exists."""
+        if "title" not in changes:
+            raise BadInput.single("title", "is required")
+        now = now_ms()
+        doc: dict[str, Any] = {
+            **CREATE_DEFAULTS,
+            **changes,
+            "owner_id": viewer.id,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "deleted": False,
+        }
+        doc.update(derived_fields(doc))
+        try:
+            await self._recipes.insert_one({"_id": recipe_id, **doc})
+        except DuplicateKeyError:
+            return None
+        return Recipe.model_validate({"_id": recipe_id, **doc})  # type: ignore[no-any-return]
+
+    async def _update(
+        self,
+        viewer: Principal,
+        existing: Recipe,
+        expected_version: int | None,
+        changes: dict[str, Any],
+    ) -> Recipe | VersionConflict:
+        if not permissions.can_read(viewer, existing):
+            if expected_version is None:
+                raise BadInput.single("id", "is already in use")
+            raise NotFound(f"Recipe {existing.id} not found")
+        if not existing.deleted and not permissions.can_edit(viewer, existing):
+            raise Forbidden("Only the owner and collaborators may edit this recipe")
+        if existing.deleted or expected_version != existing.version:
+            return _conflict(existing, expected_version)
+        stored = existing.model_dump(mode="python", exclude={"id", "revision_id"})
+        changed = {k: v for k, v in changes.items() if stored.get(k) != v}
+        if changed.keys() & ADMIN_FIELDS and not permissions.can_administer(viewer, existing):
+            raise Forbidden("Only the owner may change collaborators or visibility")
+        now = now_ms()
+        update = {**changes, "version": existing.version + 1, "updated_at": now}
+        update.update(derived_fields({**stored, **update}))
+        result = await self._recipes.update_one(
+            {"_id": existing.id, "version": existing.version, "deleted": False},
+            {"$set": update},
+        )
+        if result.modified_count != 1:
+            current = await self._load(existing.id)
+            if current is None:
+                raise NotFound(f"Recipe {existing.id} not found")
+            return _conflict(current, expected_version)
+        return Recipe.model_validate({"_id": existing.id, **stored, **update})  # type: ignore[no-any-return]
+
+    async def delete(
+        self, viewer: Principal, recipe_id: str, expected_version: int
+    ) -> Deleted | VersionConflict:
+        existing = await self.get(viewer, recipe_id)
+        if existing is None:
+            raise NotFound(f"Recipe {recipe_id} not found")
+        if not permissions.can_administer(viewer, existing):
+            raise Forbidden("Only the owner may delete this recipe")
+        if expected_version != existing.version:
+            return _conflict(existing, expected_version)
+        version = existing.version + 1
+        result = await self._recipes.update_one(
+            {"_id": recipe_id, "version": existing.version, "deleted": False},
+            {"$set": {"deleted": True, "version": version, "updated_at": now_ms()}},
+        )
+        if result.modified_count != 1:
+            current = await self._load(recipe_id)
+            if current is None:
+                raise NotFound(f"Recipe {recipe_id} not found")
+            return _conflict(current, expected_version)
+        return Deleted(id=recipe_id, version=version)
+
+
+def _conflict(current: Recipe, expected_version: int | None) -> VersionConflict:
+    return VersionConflict(
+        id=current.id,
+        expected_version=expected_version,
+        current_version=current.version,
+        current=None if current.deleted else current,
+    )

@@ -1,0 +1,86 @@
+"""Configuration, read once from the environment (and `.env`) and passed in explicitly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+    }
+)
+
+
+class Settings(BaseSettings):
+    """Every setting Larder reads. See the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    mongodb_uri: str | None = None
+    mongodb_db: str = "larder"
+    data_dir: Path = Path("./data")
+
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    # Comma-separated in the environment: JWT_ALGORITHMS=RS256,ES256
+    jwt_algorithms: str = "RS256,ES256,EdDSA"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_roles_claim: str = "roles"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    cors_origins: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _only_asymmetric(cls, value: str) -> str:
+        algorithms = [a.strip() for a in value.split(",") if a.strip()]
+        if not algorithms:
+            raise ValueError("JWT_ALGORITHMS must name at least one algorithm")
+        refused = [a for a in algorithms if a not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"JWT_ALGORITHMS contains {', '.join(refused)}: only asymmetric algorithms "
+                f"are accepted ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))}); "
+                "HS* and 'none' are refused because Larder must never hold a signing secret"
+            )
+        return ",".join(algorithms)
+
+    @property
+    def algorithms(self) -> list[str]:
+        return self.jwt_algorithms.split(",")
+
+    @property
+    def leeway(self) -> timedelta:
+        return timedelta(seconds=self.jwt_leeway_seconds)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def dev_key_dir(self) -> Path:
+        return self.data_dir / "keys"
