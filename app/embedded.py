@@ -124,6 +124,8 @@ class EmbeddedDatabase:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     def __enter__(self) -> EmbeddedDatabase:
         return self.start()

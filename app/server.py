@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -55,6 +57,10 @@ def _dev_banner(settings: Settings, url: str) -> str:
     )
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure(settings.log_level)
     has_key = settings.jwt_public_key_file or settings.jwt_jwks_file
@@ -93,6 +99,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
+    # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
+    # signal; make that a clean exit so the `finally` below stops the embedded database.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     try:
         app = create_app(settings, verifier=verifier)
         if not settings.is_production and not settings.jwt_jwks_file and not has_key:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.printer import print_schema
+from strawberry.types import ExecutionContext
 
 from app.schema.errors import ShapeErrors
 from app.schema.mutations import Mutation
 from app.schema.queries import Query
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=[ShapeErrors])
+
+class LarderSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Client errors are answers, not incidents: ShapeErrors logs the unexpected ones."""
+
+
+schema = LarderSchema(query=Query, mutation=Mutation, extensions=[ShapeErrors])
 
 
 def schema_sdl() -> str:
