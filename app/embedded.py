@@ -6,6 +6,8 @@ Used by `python -m app serve` when MONGODB_URI is unset, and by the test fixture
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
@@ -24,6 +26,13 @@ STOP_TIMEOUT = 15.0
 
 class EmbeddedDatabaseError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the daemon if the server process dies without stopping it (kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _executable() -> str:
@@ -50,6 +59,7 @@ class EmbeddedDatabase:
     process: subprocess.Popen[str] | None = None
     _lines: list[str] = field(default_factory=list)
     _config: Path | None = None
+    _listening: bool = False
 
     @property
     def uri(self) -> str:
@@ -104,6 +114,7 @@ class EmbeddedDatabase:
                 match = _LISTENING.search(line)
                 if match and not ready.is_set():
                     self.port = int(match.group(2))
+                    self._listening = True
                     ready.set()
         finally:
             ready.set()

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -24,6 +24,10 @@ from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from app.http.auth_gate import AuthGate
 from app.http.graphql_view import LarderGraphQL
 from app.http.request_id import RequestIdMiddleware
+from app.http.ws import ConnectionLimiter, SessionConfig
+from app.metrics import make_registry
+from app.metrics import render as render_metrics
+from app.realtime import ChangeFeed, Hub
 from app.services.recipes import RecipeService
 from app.settings import Settings
 
@@ -34,8 +38,11 @@ log = logging.getLogger("larder")
 class Runtime:
     """What the lifespan opens and the endpoints use."""
 
+    hub: Hub
+    limiter: ConnectionLimiter
     client: AsyncMongoClient[dict[str, Any]] | None = None
     recipes: RecipeService | None = None
+    feed: ChangeFeed | None = None
 
     def recipe_service(self) -> RecipeService:
         if self.recipes is None:
@@ -53,27 +60,46 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
             "MONGODB_URI is not set (`python -m app serve` starts an "
             "embedded database when it is unset)"
         )
-    runtime = Runtime()
+    runtime = Runtime(
+        hub=Hub(queue_limit=settings.ws_subscriber_queue),
+        limiter=ConnectionLimiter(settings.ws_max_connections_per_user),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.client = make_client(uri)
         database = await init_models(runtime.client, settings.mongodb_db)
-        runtime.recipes = RecipeService(database.get_collection("recipes"))
+        recipes = database.get_collection("recipes")
+        runtime.recipes = RecipeService(recipes)
+        runtime.feed = ChangeFeed(recipes, runtime.hub)
+        await runtime.feed.start()
         log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)
         try:
             yield
         finally:
+            await runtime.feed.stop()
             await runtime.client.close()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    registry = make_registry(runtime)
+
+    async def metrics(request: Request) -> Response:
+        return Response(render_metrics(registry), media_type="text/plain; version=0.0.4")
+
     async def readyz(request: Request) -> JSONResponse:
         ready = runtime.client is not None and await ping(runtime.client)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    graphql = AuthGate(LarderGraphQL(runtime.recipe_service), verifier)
+    view = LarderGraphQL(
+        runtime.recipe_service,
+        runtime.hub,
+        SessionConfig(verifier, runtime.limiter, settings.ws_keepalive_seconds),
+        connection_init_timeout=settings.ws_connection_init_timeout_seconds,
+        max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
+    )
+    graphql = AuthGate(view, verifier)
     middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origin_list:
         middleware.append(
@@ -89,6 +115,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"),

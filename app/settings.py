@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     jwt_roles_claim: str = "roles"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
+    # WebSocket subscriptions
+    ws_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    ws_connection_init_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    ws_max_subscriptions_per_connection: int = Field(default=50, ge=1, le=10_000)
+    ws_max_connections_per_user: int = Field(default=20, ge=1, le=100_000)
+    ws_subscriber_queue: int = Field(default=256, ge=1, le=100_000)
+
     cors_origins: str = ""
     log_level: str = "INFO"
 

@@ -129,11 +129,13 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 10, max_chars: int = 4000) -> str:
+        """The end of the server's output (for error messages)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+        return text if len(text) <= max_chars else "..." + text[-max_chars:]
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait; SIGKILL if it does not stop in time. Returns the exit code."""
@@ -177,17 +179,29 @@ def start_server(
     host: str = "127.0.0.1",
     port: int | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    python_args: Sequence[str] = (),
 ) -> ServerProcess:
-    """Start `python -m app serve` and wait for /readyz.
+    """Start `python [python_args] -m app serve` and wait for /readyz.
 
     The cwd is `workdir`, so no stray `.env` is read; the log goes to `workdir/server.log`.
+    `python_args` can wrap the server, e.g. `("-m", "cProfile", "-o", "server.prof")`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port(host) if port is None else port
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--host", host, "--port", str(port)],
+            [
+                sys.executable,
+                *python_args,
+                "-m",
+                "app",
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
             env=dict(env),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
@@ -226,9 +240,14 @@ def wait_until_ready(
 
 @contextlib.contextmanager
 def running_server(
-    env: Mapping[str, str], workdir: Path, *, host: str = "127.0.0.1"
+    env: Mapping[str, str],
+    workdir: Path,
+    *,
+    host: str = "127.0.0.1",
+    python_args: Sequence[str] = (),
 ) -> Iterator[ServerProcess]:
-    server = start_server(env, workdir, host=host)
+    """`start_server()` for the block, stopped (SIGTERM, wait) at its end."""
+    server = start_server(env, workdir, host=host, python_args=python_args)
     try:
         yield server
     finally:
@@ -243,12 +262,14 @@ RECIPE_FIELDS = """
   updatedAt deleted
 """
 
+# What a syncing client sends: the full recipe back, and the current one on a conflict
+# (the same text as tests/support.py's UPSERT).
 UPSERT = f"""
 mutation Upsert($input: RecipeInput!) {{
   upsertRecipe(input: $input) {{
     __typename
     ... on Recipe {{ {RECIPE_FIELDS} }}
-    ... on VersionConflict {{ id expectedVersion currentVersion }}
+    ... on VersionConflict {{ id expectedVersion currentVersion current {{ {RECIPE_FIELDS} }} }}
   }}
 }}
 """
@@ -519,11 +540,34 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def source_revision() -> str:
+    """The git commit of the checkout being measured, `+dirty` with uncommitted changes."""
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{revision}+dirty" if dirty else revision
+
+
 def environment_lines(packages: Sequence[str] = ("pymongo",)) -> list[str]:
-    """Date, Python, package versions and the machine, one `- key: value` line each."""
+    """Date, source, Python, package versions and the machine, one `- key: value` line each."""
     versions = ", ".join(f"{name} {package_version(name)}" for name in packages)
     return [
         f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- source: {source_revision()} ({REPO_ROOT})",
         f"- python: {platform.python_implementation()} {platform.python_version()}",
         f"- packages: {versions}",
         f"- machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs "

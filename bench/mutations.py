@@ -87,6 +87,7 @@ class Options:
     concurrency: int
     recipes: int
     warmup: int
+    profile_server: Path | None = None
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -103,11 +104,19 @@ def parse_args(argv: list[str] | None) -> Options:
         help=f"smoke run: {QUICK_UPDATES} updates, {QUICK_RECIPES} recipes, "
         f"{QUICK_WARMUP} warm-up updates",
     )
+    parser.add_argument(
+        "--profile-server",
+        type=Path,
+        metavar="FILE",
+        help="run the server under cProfile and write its stats to FILE (read them with "
+        "`python -m pstats FILE`); profiling slows the server, so its numbers are not comparable",
+    )
     args = parser.parse_args(argv)
-    options = Options(args.updates, args.concurrency, args.recipes, args.warmup)
+    profile = args.profile_server.resolve() if args.profile_server else None
+    options = Options(args.updates, args.concurrency, args.recipes, args.warmup, profile)
     if args.quick:
         options = Options(
-            QUICK_UPDATES, args.concurrency, min(args.recipes, QUICK_RECIPES), QUICK_WARMUP
+            QUICK_UPDATES, args.concurrency, min(args.recipes, QUICK_RECIPES), QUICK_WARMUP, profile
         )
     if options.concurrency < 1 or options.updates < 1 or options.warmup < 0:
         parser.error("--updates and --concurrency must be at least 1, --warmup at least 0")
@@ -403,6 +412,11 @@ def report(
             f"- database daemon (pid {database.pid}): {machine['database_cpu']} s CPU "
             "(user+sys) over its lifetime"
         )
+    if options.profile_server:
+        lines.append(
+            f"- the server ran under cProfile (stats in {options.profile_server}): "
+            "its timings are inflated"
+        )
     return "\n".join(lines)
 
 
@@ -418,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         keys = make_bench_keys(workdir / "keys")
         env = server_environment(database.uri, GRAPHQL_DB, keys.public_path, workdir / "data")
         try:
-            with running_server(env, workdir / "server") as server:
+            profiler = (
+                ("-m", "cProfile", "-o", str(options.profile_server))
+                if options.profile_server
+                else ()
+            )
+            with running_server(env, workdir / "server", python_args=profiler) as server:
                 pids = {"client": os.getpid(), "server": server.pid}
                 if database.pid is not None:
                     pids["database"] = database.pid

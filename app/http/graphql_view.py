@@ -1,8 +1,9 @@
-"""Strawberry's ASGI view, wired to Larder's context, auth and GraphiQL page."""
+"""Strawberry's ASGI view, wired to Larder's context, auth, WebSocket sessions and GraphiQL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -10,15 +11,36 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from app.graphiql import render_graphiql_html
+from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
+from app.realtime.hub import Hub
 from app.schema import schema
 from app.schema.context import Context
 from app.services.recipes import RecipeService
 
 
 class LarderGraphQL(GraphQL[Context, None]):
-    def __init__(self, recipes: Callable[[], RecipeService]) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(
+        self,
+        recipes: Callable[[], RecipeService],
+        hub: Hub,
+        session_config: SessionConfig,
+        *,
+        connection_init_timeout: float,
+        max_subscriptions_per_connection: int,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=True,
+            connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
+            max_subscriptions_per_connection=max_subscriptions_per_connection,
+        )
         self._recipes = recipes
+        self._hub = hub
+        self.session_config = session_config
         self._ide_html = render_graphiql_html()
 
     async def get_context(
@@ -31,6 +53,7 @@ class LarderGraphQL(GraphQL[Context, None]):
             principal=state.get("principal"),
             recipes=self._recipes(),
             request_id=state.get("request_id", "-"),
+            hub=self._hub,
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:

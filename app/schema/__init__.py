@@ -10,6 +10,7 @@ from strawberry.types import ExecutionContext
 from app.schema.errors import ShapeErrors
 from app.schema.mutations import Mutation
 from app.schema.queries import Query
+from app.schema.subscriptions import Subscription
 
 
 class LarderSchema(strawberry.Schema):
@@ -19,7 +20,9 @@ class LarderSchema(strawberry.Schema):
         """Client errors are answers, not incidents: ShapeErrors logs the unexpected ones."""
 
 
-schema = LarderSchema(query=Query, mutation=Mutation, extensions=[ShapeErrors])
+schema = LarderSchema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=[ShapeErrors]
+)
 
 
 def schema_sdl() -> str:

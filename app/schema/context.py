@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as _Info
 
 from app.auth.principal import Principal
+from app.realtime.hub import Hub
 from app.services.recipes import RecipeService
 
 
@@ -21,6 +22,7 @@ class Context:
     principal: Principal | None
     recipes: RecipeService
     request_id: str
+    hub: Hub
     connection_params: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

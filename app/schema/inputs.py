@@ -46,3 +46,10 @@ class RecipeInput:
     image_url: str | None = strawberry.UNSET
     collaborators: list[strawberry.ID] | None = strawberry.UNSET
     visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
+
+
+@strawberry.input
+class RecipeChangeFilter:
+    ids: list[strawberry.ID] | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    owner_id: strawberry.ID | None = strawberry.UNSET

@@ -8,9 +8,11 @@ import strawberry
 
 from app.models import recipe as model
 from app.schema.context import Info
+from app.services import live
 from app.services.recipes import RecipePage
 
 Visibility = strawberry.enum(model.Visibility, description="Who can read a recipe.")
+ChangeKind = strawberry.enum(live.ChangeKind, description="What a change means to the viewer.")
 
 
 @strawberry.type
@@ -121,4 +123,11 @@ class VersionConflict:
 @strawberry.type
 class RecipeDeleted:
     id: strawberry.ID
+    version: int
+
+
+@strawberry.type(description="A committed change, as the viewer should apply it.")
+class RecipeChange:
+    kind: ChangeKind  # type: ignore[valid-type]
+    recipe: Recipe
     version: int

@@ -1,0 +1,179 @@
+"""WebSocket sessions on both protocols: auth at connection_init, keep-alive, token expiry,
+per-user connection limits. Subscriptions themselves are Strawberry's.
+
+Close codes (documented in docs/protocol.md):
+  4403  missing or invalid token (nothing is sent before the close)
+  4429  too many connections for this user
+  4440  the token expired: reconnect with a fresh token
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from app.auth.principal import Principal
+from app.auth.verifier import AuthError, TokenVerifier, bearer_token
+from app.schema.context import Context
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+CLOSE_TOKEN_EXPIRED = 4440
+
+
+def authorization_from(params: Mapping[str, Any] | None, upgrade_header: str | None) -> str | None:
+    """`{"authorization": ...}`, `{"headers": {"authorization": ...}}` (RxDB), any casing,
+    else the upgrade request's Authorization header."""
+    candidates: list[Mapping[str, Any]] = []
+    if isinstance(params, Mapping):
+        candidates.append(params)
+        headers = params.get("headers")
+        if isinstance(headers, Mapping):
+            candidates.append(headers)
+    for source in candidates:
+        for key, value in source.items():
+            if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
+                return value
+    return upgrade_header
+
+
+class ConnectionLimiter:
+    """Counts open, authenticated WebSocket connections per user (this process)."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._open: Counter[str] = Counter()
+
+    def acquire(self, user: str) -> bool:
+        if self._open[user] >= self.per_user:
+            return False
+        self._open[user] += 1
+        return True
+
+    def release(self, user: str) -> None:
+        self._open[user] -= 1
+        if self._open[user] <= 0:
+            del self._open[user]
+
+    @property
+    def total(self) -> int:
+        return sum(self._open.values())
+
+
+class SessionConfig:
+    def __init__(
+        self, verifier: TokenVerifier, limiter: ConnectionLimiter, keepalive_seconds: float
+    ) -> None:
+        self.verifier = verifier
+        self.limiter = limiter
+        self.keepalive_seconds = keepalive_seconds
+
+
+class _Session:
+    """Mixed into both protocol handlers (they share `websocket`, `context`, `view`)."""
+
+    websocket: Any
+    context: Context
+    view: Any
+    keepalive_message: dict[str, str]
+    _principal: Principal | None = None
+    _tasks: tuple[asyncio.Task[None], ...] = ()
+
+    async def _open_session(self, payload: Any) -> bool:
+        config: SessionConfig = self.view.session_config
+        request = self.context.request
+        try:
+            header = authorization_from(
+                payload if isinstance(payload, Mapping) else None,
+                request.headers.get("authorization"),
+            )
+            principal = config.verifier.verify(bearer_token(header))
+        except AuthError as error:
+            await self.websocket.close(CLOSE_FORBIDDEN, f"Forbidden: {error.message}"[:120])
+            return False
+        if not config.limiter.acquire(principal.id):
+            await self.websocket.close(
+                CLOSE_TOO_MANY_CONNECTIONS,
+                f"Too many connections for this user (limit {config.limiter.per_user})",
+            )
+            return False
+        self._principal = principal
+        self.context.principal = principal
+        self._tasks = (
+            asyncio.create_task(self._keepalive(config.keepalive_seconds)),
+            asyncio.create_task(self._expire(principal.expires_at)),
+        )
+        return True
+
+    async def _close_session(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._principal is not None:
+            self.view.session_config.limiter.release(self._principal.id)
+            self._principal = None
+
+    async def _keepalive(self, interval: float) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(interval)
+                await self.websocket.send_json(self.keepalive_message)
+
+    async def _expire(self, expires_at: float | None) -> None:
+        if expires_at is None:
+            return
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        with contextlib.suppress(Exception):
+            await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
+
+
+class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws (graphql-ws, Apollo Client)."""
+
+    keepalive_message = {"type": "ping"}
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self._close_session()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if not self.connection_init_received and not await self._open_session(
+            message.get("payload")
+        ):
+            self.connection_init_received = True
+            if self.connection_init_timeout_task:
+                self.connection_init_timeout_task.cancel()
+            return
+        await super().handle_connection_init(message)
+
+
+class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
+    """The legacy `graphql-ws` protocol (subscriptions-transport-ws, older mobile clients)."""
+
+    keepalive_message = {"type": "ka"}
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self._close_session()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if self._principal is not None:
+            await self.websocket.close(4429, "Too many initialisation requests")
+            return
+        if await self._open_session(message.get("payload")):
+            await super().handle_connection_init(message)

@@ -1,0 +1,159 @@
+"""One change-stream reader per process, resuming from its last token after failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure, PyMongoError
+
+from app.models.recipe import Recipe
+from app.realtime.events import RecipeEvent
+from app.realtime.hub import Hub
+from app.realtime.postimage import apply_update
+
+log = logging.getLogger("larder.feed")
+
+# Resuming is impossible: the token fell out of the oplog, or is not valid for this stream.
+_HISTORY_LOST = {280, 286, 260}
+_OPERATIONS = {"insert", "update", "replace", "delete"}
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        hub: Hub,
+        *,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._collection = collection
+        self._hub = hub
+        self._max_backoff = max_backoff
+        self._stream: AsyncChangeStream[dict[str, Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pre_images = True
+        self.resume_token: Mapping[str, Any] | None = None
+        self.connected = asyncio.Event()
+        self.restarts = 0
+
+    async def enable_pre_images(self) -> None:
+        """Ask the database to keep pre-images (MongoDB 6+, SecantusDB). Without them access
+        revocations cannot be detected, so say so loudly."""
+        try:
+            await self._collection.database.command(
+                {
+                    "collMod": self._collection.name,
+                    "changeStreamPreAndPostImages": {"enabled": True},
+                }
+            )
+        except PyMongoError as exc:
+            self._pre_images = False
+            log.warning(
+                "change-stream pre-images unavailable (%s): subscribers losing access to a "
+                "recipe will not be told to drop it",
+                exc,
+            )
+
+    async def start(self) -> None:
+        """Open the stream before returning, so every change committed afterwards is seen."""
+        await self.enable_pre_images()
+        self._stream = await self._open()
+        self.connected.set()
+        self._task = asyncio.create_task(self._run(), name="larder-change-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_stream()
+
+    async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
+        options: dict[str, Any] = {"full_document": "updateLookup"}
+        if self._pre_images:
+            options["full_document_before_change"] = "whenAvailable"
+        if self.resume_token is not None:
+            options["resume_after"] = self.resume_token
+        return await self._collection.watch(**options)
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(PyMongoError):
+                await stream.close()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if self._stream is None:
+                    self._stream = await self._open()
+                    self.connected.set()
+                    log.info("change feed resumed", extra={"restarts": self.restarts})
+                async for change in self._stream:
+                    self.resume_token = self._stream.resume_token
+                    self._dispatch(change)
+                    backoff = 0.1
+                # The stream ended (collection dropped or invalidated): reopen.
+                await self._close_stream()
+            except OperationFailure as exc:
+                await self._close_stream()
+                if exc.code in _HISTORY_LOST:
+                    log.error("change feed cannot resume (%s); subscribers must refetch", exc)
+                    self.resume_token = None
+                    self._hub.reset("The change feed lost its position; refetch and resubscribe")
+                else:
+                    log.warning("change feed failed: %s", exc)
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+            except PyMongoError as exc:
+                await self._close_stream()
+                log.warning("change feed interrupted, resuming: %s", exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _pause(self, seconds: float) -> None:
+        self.connected.clear()
+        self.restarts += 1
+        await asyncio.sleep(seconds)
+
+    def _dispatch(self, change: Mapping[str, Any]) -> None:
+        op = change.get("operationType")
+        if op not in _OPERATIONS:
+            return
+        try:
+            event = _event(change)
+        except (ValidationError, ValueError, KeyError, IndexError, TypeError) as exc:
+            log.error(
+                "skipping a change the model cannot read",
+                extra={
+                    "recipe_id": str(change.get("documentKey", {}).get("_id")),
+                    "error": str(exc)[:300],
+                },
+            )
+            return
+        self._hub.publish(event)
+
+
+def _event(change: Mapping[str, Any]) -> RecipeEvent:
+    op = change["operationType"]
+    raw_before = change.get("fullDocumentBeforeChange")
+    if op == "update" and raw_before is not None:
+        raw_after: Mapping[str, Any] | None = apply_update(raw_before, change["updateDescription"])
+    else:
+        raw_after = change.get("fullDocument") if op != "delete" else None
+    return RecipeEvent(
+        op=op,
+        id=str(change["documentKey"]["_id"]),
+        before=None if raw_before is None else Recipe.model_validate(raw_before),
+        after=None if raw_after is None else Recipe.model_validate(raw_after),
+        committed_at=change.get("wallTime"),
+    )

@@ -1,0 +1,143 @@
+"""In-process fan-out with bounded per-subscriber queues.
+
+`publish` never awaits: it offers each event to every subscriber's `select` function and queues
+the result. A subscriber whose queue is full is closed with `SubscriberOverflow` (its client must
+refetch), so a slow or stuck client can neither delay the others nor grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+from app.realtime.events import RecipeEvent
+
+log = logging.getLogger("larder.hub")
+
+T = TypeVar("T")
+
+
+class SubscriptionEnded(Exception):
+    """Base for the reasons the hub ends a subscription."""
+
+    code = "SUBSCRIPTION_ENDED"
+
+
+class SubscriberOverflow(SubscriptionEnded):
+    code = "SUBSCRIPTION_OVERFLOW"
+
+
+class ResyncRequired(SubscriptionEnded):
+    code = "RESYNC_REQUIRED"
+
+
+class Subscription(Generic[T]):
+    """One subscriber: an async iterator over what `select` kept of each event."""
+
+    __slots__ = ("_error", "_items", "_limit", "_select", "_waiter", "delivered")
+
+    def __init__(self, select: Callable[[RecipeEvent], T | None], limit: int) -> None:
+        self._select = select
+        self._limit = limit
+        self._items: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: SubscriptionEnded | None = None
+        self.delivered = 0
+
+    def offer(self, event: RecipeEvent) -> bool:
+        """Queue what `select` keeps of `event`; False if this overflowed the subscriber."""
+        if self._error is not None:
+            return True
+        item = self._select(event)
+        if item is None:
+            return True
+        if len(self._items) >= self._limit:
+            self.end(
+                SubscriberOverflow(
+                    f"Subscriber fell more than {self._limit} changes behind; "
+                    "refetch and subscribe again"
+                )
+            )
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def end(self, error: SubscriptionEnded) -> None:
+        self._error = error
+        self._items.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._items:
+                self.delivered += 1
+                return self._items.popleft()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class Hub:
+    def __init__(self, queue_limit: int = 256) -> None:
+        self.queue_limit = queue_limit
+        self._subscribers: set[Subscription[object]] = set()
+        self._changed = asyncio.Condition()
+        self.published = 0
+        self.overflowed = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, select: Callable[[RecipeEvent], T | None]
+    ) -> AsyncIterator[Subscription[T]]:
+        subscription: Subscription[T] = Subscription(select, self.queue_limit)
+        self._subscribers.add(subscription)  # type: ignore[arg-type]
+        await self._notify()
+        try:
+            yield subscription
+        finally:
+            self._subscribers.discard(subscription)
+            await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for_subscribers(self, count: int) -> None:
+        """Return once exactly `count` subscriptions are registered (readiness checks)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._subscribers) == count)
+
+    def publish(self, event: RecipeEvent) -> None:
+        self.published += 1
+        for subscription in list(self._subscribers):
+            try:
+                if not subscription.offer(event):
+                    self.overflowed += 1
+            except Exception:
+                log.exception("subscriber filter failed; ending that subscription")
+                subscription.end(SubscriptionEnded("Internal server error"))
+
+    def reset(self, reason: str) -> None:
+        """The feed lost its place (e.g. resume token too old): every subscriber must refetch."""
+        for subscription in list(self._subscribers):
+            subscription.end(ResyncRequired(reason))

@@ -1,0 +1,96 @@
+"""What a viewer should be told about a committed change: CREATED, UPDATED, DELETED or nothing.
+
+A change is judged on the recipe as it was before and after it, against the viewer's
+permissions at the time of the change and the subscription's filter, so access granted shows
+as CREATED and access lost as DELETED (carrying only what the viewer could already see).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.auth.principal import Principal
+from app.models.recipe import Recipe
+from app.realtime.events import RecipeEvent
+from app.services import permissions
+from app.services.errors import BadInput
+
+MAX_FILTER_ITEMS = 100
+
+
+class ChangeKind(StrEnum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChange:
+    kind: ChangeKind
+    recipe: Recipe
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFilter:
+    ids: frozenset[str] | None = None
+    tags: frozenset[str] | None = None
+    owner_id: str | None = None
+
+    @classmethod
+    def build(
+        cls, ids: list[str] | None, tags: list[str] | None, owner_id: str | None
+    ) -> ChangeFilter:
+        for name, values in (("filter.ids", ids), ("filter.tags", tags)):
+            if values is not None and len(values) > MAX_FILTER_ITEMS:
+                raise BadInput.single(name, f"use at most {MAX_FILTER_ITEMS} values")
+        return cls(
+            ids=None if ids is None else frozenset(ids),
+            tags=None if tags is None else frozenset(tags),
+            owner_id=owner_id,
+        )
+
+    def matches(self, recipe: Recipe) -> bool:
+        return (
+            (self.ids is None or recipe.id in self.ids)
+            and (self.tags is None or self.tags.issubset(recipe.tags))
+            and (self.owner_id is None or recipe.owner_id == self.owner_id)
+        )
+
+
+def _sees(viewer: Principal, flt: ChangeFilter, recipe: Recipe | None) -> bool:
+    return (
+        recipe is not None
+        and not recipe.deleted
+        and permissions.can_read(viewer, recipe)
+        and flt.matches(recipe)
+    )
+
+
+def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> LiveChange | None:
+    before, after = event.before, event.after
+    saw = _sees(viewer, flt, before)
+    sees = _sees(viewer, flt, after)
+    if before is None and event.op != "insert":
+        # No pre-image (database without pre-images, or a change by another program):
+        # judge on the new state alone.
+        if sees and after is not None:
+            kind = ChangeKind.CREATED if after.version == 1 else ChangeKind.UPDATED
+            return LiveChange(kind, after)
+        if after is not None and after.deleted and _sees(viewer, flt, _alive(after)):
+            return LiveChange(ChangeKind.DELETED, after)
+        return None
+    if sees and after is not None:
+        return LiveChange(ChangeKind.UPDATED if saw else ChangeKind.CREATED, after)
+    if saw and before is not None:
+        # Deleted, or no longer visible to this viewer: tell it to drop the copy it has,
+        # without revealing the new state it may no longer read.
+        version = after.version if after is not None else before.version
+        gone = before.model_copy(update={"deleted": True, "version": version})
+        return LiveChange(ChangeKind.DELETED, gone)
+    return None
+
+
+def _alive(recipe: Recipe) -> Recipe:
+    alive: Recipe = recipe.model_copy(update={"deleted": False})
+    return alive
