@@ -78,3 +78,9 @@ async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(client: httpx.AsyncClient, rsa_keys: KeyPair) -> Api:
     return Api(client, rsa_keys)
+
+
+@pytest.fixture
+def runtime(server: LiveServer) -> Any:
+    """The running app's runtime (hub, limiter), to await readiness without sleeping."""
+    return server.app.state.runtime

@@ -46,6 +46,7 @@ class LiveServer:
     """uvicorn serving an ASGI app on 127.0.0.1, in the test's event loop."""
 
     def __init__(self, app: ASGIApp) -> None:
+        self.app: Any = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

@@ -206,7 +206,7 @@ def test_serve_in_development_creates_a_key_prints_a_token_and_stops_cleanly(
         for line in process.stderr:
             found = re.search(r'"Bearer ([\w.-]+)"', line)
             token = token or (found.group(1) if found else None)
-            if "Application startup complete" in line:
+            if "Uvicorn running on" in line:
                 break
         assert token, "the development banner printed no token"
         assert (tmp_path / "data" / "keys" / "private.pem").exists()

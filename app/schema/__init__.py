@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.printer import print_schema
 from strawberry.types import ExecutionContext
 
@@ -21,7 +22,11 @@ class LarderSchema(strawberry.Schema):
 
 
 schema = LarderSchema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=[ShapeErrors]
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    # Clients send the same few operations over and over: parse and validate each once.
+    extensions=[ShapeErrors, ParserCache, ValidationCache],
 )
 
 
