@@ -29,6 +29,7 @@ from app.metrics import make_registry
 from app.metrics import render as render_metrics
 from app.realtime import ChangeFeed, Hub
 from app.services.recipes import RecipeService
+from app.services.writes import StampedWriter
 from app.settings import Settings
 
 log = logging.getLogger("larder")
@@ -70,7 +71,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         runtime.client = make_client(uri)
         database = await init_models(runtime.client, settings.mongodb_db)
         recipes = database.get_collection("recipes")
-        runtime.recipes = RecipeService(recipes)
+        writer = StampedWriter(recipes, database.get_collection("sync_clock"))
+        runtime.recipes = RecipeService(recipes, writer)
         runtime.feed = ChangeFeed(recipes, runtime.hub)
         await runtime.feed.start()
         log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)

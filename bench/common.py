@@ -6,7 +6,8 @@
   (`running_server()` does both), `free_port()`, `wait_until_ready()`
 - workload data: `recipe_input()` (GraphQL input), `stored_recipe()` (the stored document)
 - measurement: `run_phase()` runs closed-loop workers and times every operation,
-  `percentile()`, `CpuMeter` / `process_cpu_seconds()` (from /proc), `read_loadavg()`
+  `percentile()`, `CpuMeter` / `process_cpu_seconds()` / `process_rss_kb()` (from /proc),
+  `read_loadavg()`
 - output: `markdown_table()`, `environment_lines()`
 """
 
@@ -36,7 +37,7 @@ from app.auth.tokens import mint_token
 from app.embedded import EmbeddedDatabase
 from app.models.recipe import derived_fields
 from app.services.clock import now_ms
-from app.services.recipes import CREATE_DEFAULTS
+from app.services.state import CREATE_DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30.0
@@ -404,6 +405,14 @@ def process_cpu_seconds(pid: int) -> float:
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def process_rss_kb(pid: int) -> int:
+    """Resident set size of a process (VmRSS from /proc/<pid>/status), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for process {pid} (a zombie?)")
 
 
 @dataclass

@@ -52,7 +52,15 @@ class Recipe(Document):
     created_at: datetime
     updated_at: datetime
     deleted: bool = False
+    # Sync order: ms since the epoch, strictly increasing in commit order (see docs/sync.md).
+    stamp: float | None = None
+    # The version at which each editable field last changed (field-level merge).
+    field_versions: dict[str, int] = {}
+    # Derived: who may read it, who lost access (told on their next pull), their union,
+    # and the search prefixes.
     readers: list[str] = []
+    revoked: list[str] = []
+    audience: list[str] = []
     search_terms: list[str] = []
 
     class Settings:
@@ -74,6 +82,13 @@ class Recipe(Document):
                 [("deleted", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)],
                 name="deleted_updated",
             ),
+            # pullRecipe(): what a viewer may read or has lost, in sync order.
+            IndexModel(
+                [("audience", ASCENDING), ("stamp", ASCENDING), ("_id", ASCENDING)],
+                name="audience_stamp",
+            ),
+            # Tombstone purge.
+            IndexModel([("deleted", ASCENDING), ("stamp", ASCENDING)], name="deleted_stamp"),
             IndexModel([("search_terms", ASCENDING)], name="search_terms"),
             IndexModel([("tags", ASCENDING)], name="tags"),
             IndexModel([("owner_id", ASCENDING), ("updated_at", DESCENDING)], name="owner_updated"),
@@ -106,17 +121,49 @@ def readers(owner_id: str, collaborators: list[str], visibility: Visibility) -> 
     return members
 
 
-def derived_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """`readers` and `search_terms` for a complete set of stored fields."""
+MAX_REVOKED = 1_000
+
+
+def derived_fields(
+    fields: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`readers`, `revoked`, `audience` and `search_terms` for a complete set of stored fields.
+
+    `previous` is the stored state before this change: whoever could read it then but cannot
+    now is added to `revoked` (and removed again if access comes back).
+    """
     ingredients = [
         i if isinstance(i, Ingredient) else Ingredient.model_validate(i)
         for i in fields.get("ingredients", [])
     ]
+    now_readers = readers(
+        fields["owner_id"],
+        list(fields.get("collaborators", [])),
+        Visibility(fields.get("visibility", Visibility.PRIVATE)),
+    )
+    lost: list[str] = []
+    if previous is not None:
+        lost = [r for r in previous.get("readers", []) if r not in now_readers]
+        lost += [r for r in previous.get("revoked", []) if r not in now_readers and r not in lost]
+    lost = lost[-MAX_REVOKED:]
     return {
-        "readers": readers(
-            fields["owner_id"],
-            list(fields.get("collaborators", [])),
-            Visibility(fields.get("visibility", Visibility.PRIVATE)),
-        ),
+        "readers": now_readers,
+        "revoked": lost,
+        "audience": now_readers + [r for r in lost if r not in now_readers],
         "search_terms": search_terms(fields["title"], list(fields.get("tags", [])), ingredients),
     }
+
+
+EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "ingredients",
+    "steps",
+    "tags",
+    "servings",
+    "prep_minutes",
+    "cook_minutes",
+    "image_url",
+    "collaborators",
+    "visibility",
+)

@@ -1,8 +1,8 @@
 """Recipe reads and version-checked writes.
 
-Every write is a compare-and-set on `{_id, version}` in one database operation: the current
-document is read to decide permissions, then `update_one({_id, version: expected})` applies the
-change only if nobody changed the recipe in between. No lock, no read-then-blind-write.
+Every write is a compare-and-set on `{_id, version}`: the current document is read to decide
+permissions, then `update_one({_id, version: expected})` (through `StampedWriter`) applies the
+change only if nobody changed the recipe in between. Never a read-then-blind-write.
 """
 
 from __future__ import annotations
@@ -14,31 +14,18 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from app.auth.principal import Principal
-from app.models.recipe import Recipe, derived_fields, words
+from app.models.recipe import Recipe, words
 from app.services import permissions
-from app.services.clock import now_ms
 from app.services.cursor import decode_cursor, encode_cursor
 from app.services.errors import BadInput, Forbidden, NotFound
+from app.services.state import check_admin_fields, new_document, next_state, stored_result
 from app.services.validation import validate_fields, validate_id
+from app.services.writes import Create, StampedWriter, Update
 
 MAX_PAGE = 100
 MAX_SEARCH_WORDS = 10
-ADMIN_FIELDS = frozenset({"collaborators", "visibility"})
-CREATE_DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "ingredients": [],
-    "steps": [],
-    "tags": [],
-    "servings": None,
-    "prep_minutes": None,
-    "cook_minutes": None,
-    "image_url": None,
-    "collaborators": [],
-    "visibility": "PRIVATE",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +74,9 @@ def new_id() -> str:
 
 
 class RecipeService:
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], writer: StampedWriter) -> None:
         self._recipes = collection
+        self.writer = writer
 
     # ---------------------------------------------------------------- reads
 
@@ -178,22 +166,9 @@ class RecipeService:
         """Insert version 1; None when the id already exists."""
         if "title" not in changes:
             raise BadInput.single("title", "is required")
-        now = now_ms()
-        doc: dict[str, Any] = {
-            **CREATE_DEFAULTS,
-            **changes,
-            "owner_id": viewer.id,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "deleted": False,
-        }
-        doc.update(derived_fields(doc))
-        try:
-            await self._recipes.insert_one({"_id": recipe_id, **doc})
-        except DuplicateKeyError:
-            return None
-        return Recipe.model_validate({"_id": recipe_id, **doc})  # type: ignore[no-any-return]
+        doc = new_document(viewer.id, changes)
+        (stamp,) = await self.writer.apply([Create(recipe_id, doc)])
+        return None if stamp is None else stored_result(recipe_id, doc, stamp, created=True)
 
     async def _update(
         self,
@@ -210,23 +185,15 @@ class RecipeService:
             raise Forbidden("Only the owner and collaborators may edit this recipe")
         if existing.deleted or expected_version != existing.version:
             return _conflict(existing, expected_version)
-        stored = existing.model_dump(mode="python", exclude={"id", "revision_id"})
-        changed = {k: v for k, v in changes.items() if stored.get(k) != v}
-        if changed.keys() & ADMIN_FIELDS and not permissions.can_administer(viewer, existing):
-            raise Forbidden("Only the owner may change collaborators or visibility")
-        now = now_ms()
-        update = {**changes, "version": existing.version + 1, "updated_at": now}
-        update.update(derived_fields({**stored, **update}))
-        result = await self._recipes.update_one(
-            {"_id": existing.id, "version": existing.version, "deleted": False},
-            {"$set": update},
-        )
-        if result.modified_count != 1:
+        update = next_state(existing, changes)
+        check_admin_fields(viewer, existing, update.changed)
+        (stamp,) = await self.writer.apply([Update(existing.id, existing.version, update.set)])
+        if stamp is None:
             current = await self._load(existing.id)
             if current is None:
                 raise NotFound(f"Recipe {existing.id} not found")
             return _conflict(current, expected_version)
-        return Recipe.model_validate({"_id": existing.id, **stored, **update})  # type: ignore[no-any-return]
+        return update.result(stamp)
 
     async def delete(
         self, viewer: Principal, recipe_id: str, expected_version: int
@@ -238,17 +205,14 @@ class RecipeService:
             raise Forbidden("Only the owner may delete this recipe")
         if expected_version != existing.version:
             return _conflict(existing, expected_version)
-        version = existing.version + 1
-        result = await self._recipes.update_one(
-            {"_id": recipe_id, "version": existing.version, "deleted": False},
-            {"$set": {"deleted": True, "version": version, "updated_at": now_ms()}},
-        )
-        if result.modified_count != 1:
+        update = next_state(existing, {}, deleted=True)
+        (stamp,) = await self.writer.apply([Update(recipe_id, existing.version, update.set)])
+        if stamp is None:
             current = await self._load(recipe_id)
             if current is None:
                 raise NotFound(f"Recipe {recipe_id} not found")
             return _conflict(current, expected_version)
-        return Deleted(id=recipe_id, version=version)
+        return Deleted(id=recipe_id, version=existing.version + 1)
 
 
 def _conflict(current: Recipe, expected_version: int | None) -> VersionConflict:
