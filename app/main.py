@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -29,6 +32,7 @@ from app.metrics import make_registry
 from app.metrics import render as render_metrics
 from app.realtime import ChangeFeed, Hub
 from app.services.recipes import RecipeService
+from app.services.sync import SyncService
 from app.services.writes import StampedWriter
 from app.settings import Settings
 
@@ -43,12 +47,26 @@ class Runtime:
     limiter: ConnectionLimiter
     client: AsyncMongoClient[dict[str, Any]] | None = None
     recipes: RecipeService | None = None
+    sync: SyncService | None = None
     feed: ChangeFeed | None = None
 
-    def recipe_service(self) -> RecipeService:
-        if self.recipes is None:
+    def services(self) -> tuple[RecipeService, SyncService]:
+        if self.recipes is None or self.sync is None:
             raise RuntimeError("the application has not started (lifespan not run)")
-        return self.recipes
+        return self.recipes, self.sync
+
+
+async def purge_tombstones(sync: SyncService, interval: float) -> None:
+    """Delete tombstones older than the retention, now and then (every process may run it:
+    the delete is idempotent)."""
+    while True:
+        try:
+            purged = await sync.purge_tombstones()
+            if purged:
+                log.info("purged old tombstones", extra={"count": purged})
+        except PyMongoError as exc:
+            log.warning("tombstone purge failed: %s", exc)
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> Starlette:
@@ -73,12 +91,19 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         recipes = database.get_collection("recipes")
         writer = StampedWriter(recipes, database.get_collection("sync_clock"))
         runtime.recipes = RecipeService(recipes, writer)
+        runtime.sync = SyncService(recipes, writer, settings.tombstone_retention)
         runtime.feed = ChangeFeed(recipes, runtime.hub)
         await runtime.feed.start()
+        purge = asyncio.create_task(
+            purge_tombstones(runtime.sync, settings.tombstone_purge_interval.total_seconds())
+        )
         log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)
         try:
             yield
         finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
             await runtime.feed.stop()
             await runtime.client.close()
 
@@ -95,7 +120,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     view = LarderGraphQL(
-        runtime.recipe_service,
+        runtime.services,
         runtime.hub,
         SessionConfig(verifier, runtime.limiter, settings.ws_keepalive_seconds),
         connection_init_timeout=settings.ws_connection_init_timeout_seconds,

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     ws_max_connections_per_user: int = Field(default=20, ge=1, le=100_000)
     ws_subscriber_queue: int = Field(default=256, ge=1, le=100_000)
 
+    # Offline sync
+    tombstone_retention: timedelta = timedelta(days=30)
+    tombstone_purge_interval: timedelta = timedelta(hours=1)
+
     cors_origins: str = ""
     log_level: str = "INFO"
 

@@ -10,12 +10,15 @@ from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from app.auth.principal import Principal
+from app.auth.verifier import bearer_token
 from app.graphiql import render_graphiql_html
 from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
 from app.realtime.hub import Hub
 from app.schema import schema
 from app.schema.context import Context
 from app.services.recipes import RecipeService
+from app.services.sync import SyncService
 
 
 class LarderGraphQL(GraphQL[Context, None]):
@@ -24,7 +27,7 @@ class LarderGraphQL(GraphQL[Context, None]):
 
     def __init__(
         self,
-        recipes: Callable[[], RecipeService],
+        services: Callable[[], tuple[RecipeService, SyncService]],
         hub: Hub,
         session_config: SessionConfig,
         *,
@@ -38,7 +41,7 @@ class LarderGraphQL(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
             max_subscriptions_per_connection=max_subscriptions_per_connection,
         )
-        self._recipes = recipes
+        self._services = services
         self._hub = hub
         self.session_config = session_config
         self._ide_html = render_graphiql_html()
@@ -47,14 +50,20 @@ class LarderGraphQL(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         state = request.scope.get("state", {})
+        recipes, sync = self._services()
         return Context(
             request=request,
             response=response,
             principal=state.get("principal"),
-            recipes=self._recipes(),
+            recipes=recipes,
             request_id=state.get("request_id", "-"),
             hub=self._hub,
+            sync=sync,
+            authenticate=self._authenticate,
         )
+
+    def _authenticate(self, authorization: str) -> Principal:
+        return self.session_config.verifier.verify(bearer_token(authorization))
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._ide_html)

@@ -67,6 +67,15 @@ class Subscription(Generic[T]):
         self._wake()
         return True
 
+    def take_ready(self, limit: int = 100) -> list[T]:
+        """Everything already queued (up to `limit`), without waiting: lets a subscriber
+        send a burst of changes as one message."""
+        taken: list[T] = []
+        while self._items and len(taken) < limit and self._error is None:
+            taken.append(self._items.popleft())
+        self.delivered += len(taken)
+        return taken
+
     def end(self, error: SubscriptionEnded) -> None:
         self._error = error
         self._items.clear()
@@ -94,8 +103,11 @@ class Subscription(Generic[T]):
 
 
 class Hub:
-    def __init__(self, queue_limit: int = 256) -> None:
+    def __init__(self, queue_limit: int = 256, replay: int = 256) -> None:
         self.queue_limit = queue_limit
+        # The latest events, offered to subscribers that ask for a replay: a sync stream
+        # that starts while its client pulls cannot then miss a change committed in between.
+        self._recent: deque[RecipeEvent] = deque(maxlen=replay)
         self._subscribers: set[Subscription[object]] = set()
         self._changed = asyncio.Condition()
         self.published = 0
@@ -107,9 +119,12 @@ class Hub:
 
     @asynccontextmanager
     async def subscribe(
-        self, select: Callable[[RecipeEvent], T | None]
+        self, select: Callable[[RecipeEvent], T | None], *, replay: bool = False
     ) -> AsyncIterator[Subscription[T]]:
         subscription: Subscription[T] = Subscription(select, self.queue_limit)
+        if replay:
+            for event in self._recent:
+                subscription.offer(event)
         self._subscribers.add(subscription)  # type: ignore[arg-type]
         await self._notify()
         try:
@@ -129,6 +144,7 @@ class Hub:
 
     def publish(self, event: RecipeEvent) -> None:
         self.published += 1
+        self._recent.append(event)
         for subscription in list(self._subscribers):
             try:
                 if not subscription.offer(event):

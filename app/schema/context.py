@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from strawberry.types import Info as _Info
 from app.auth.principal import Principal
 from app.realtime.hub import Hub
 from app.services.recipes import RecipeService
+from app.services.sync import SyncService
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Context:
     recipes: RecipeService
     request_id: str
     hub: Hub
+    sync: SyncService
+    authenticate: Callable[[str], Principal]
     connection_params: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

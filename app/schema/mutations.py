@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 
 from app.schema.context import Info
 from app.schema.inputs import RecipeInput
 from app.schema.types import Recipe, RecipeDeleted, VersionConflict
+from app.schema.values import editable_values
 from app.services import recipes as service
 
 UpsertRecipeResult = Annotated[Recipe | VersionConflict, strawberry.union("UpsertRecipeResult")]
 DeleteRecipeResult = Annotated[
     RecipeDeleted | VersionConflict, strawberry.union("DeleteRecipeResult")
 ]
-
-_EDITABLE = (
-    "title",
-    "description",
-    "ingredients",
-    "steps",
-    "tags",
-    "servings",
-    "prep_minutes",
-    "cook_minutes",
-    "image_url",
-    "collaborators",
-    "visibility",
-)
-
-
-def _provided_fields(data: RecipeInput) -> dict[str, Any]:
-    """Only the fields the client sent (explicit nulls included), as plain values."""
-    fields: dict[str, Any] = {}
-    for name in _EDITABLE:
-        value = getattr(data, name)
-        if value is strawberry.UNSET:
-            continue
-        if name == "ingredients" and value is not None:
-            value = [
-                {
-                    "name": i.name,
-                    **{
-                        k: getattr(i, k)
-                        for k in ("quantity", "unit", "note")
-                        if getattr(i, k) is not strawberry.UNSET
-                    },
-                }
-                for i in value
-            ]
-        elif name == "collaborators" and value is not None:
-            value = [str(c) for c in value]
-        elif name == "visibility" and value is not None:
-            value = value.value
-        fields[name] = value
-    return fields
 
 
 def conflict_type(conflict: service.VersionConflict) -> VersionConflict:
@@ -79,7 +39,7 @@ class Mutation:
             expected_version=(
                 None if input.expected_version is strawberry.UNSET else input.expected_version
             ),
-            fields=_provided_fields(input),
+            fields=editable_values(input),
         )
         result = await info.context.recipes.upsert(info.context.viewer(), write)
         if isinstance(result, service.VersionConflict):

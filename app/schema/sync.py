@@ -1,0 +1,250 @@
+"""RxDB-compatible replication (pull / push / stream) and field-level `patchRecipe`.
+
+Field names here are what RxDB's GraphQL replication sends; keep them exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+import strawberry
+
+from app.auth.verifier import AuthError
+from app.models.recipe import Recipe as RecipeModel
+from app.realtime.hub import SubscriptionEnded
+from app.schema.context import Info
+from app.schema.errors import ClientError
+from app.schema.inputs import IngredientInput
+from app.schema.types import Ingredient, Recipe, Visibility
+from app.schema.values import editable_values
+from app.services import sync as service
+
+
+@strawberry.type
+class RecipeSyncDoc:
+    id: str
+    title: str
+    description: str
+    ingredients: list[Ingredient]
+    steps: list[str]
+    tags: list[str]
+    servings: int | None
+    prep_minutes: int | None
+    cook_minutes: int | None
+    image_url: str | None
+    owner_id: str
+    collaborators: list[str]
+    visibility: Visibility  # type: ignore[valid-type]
+    version: int
+    updated_at: float = strawberry.field(description="ms since the epoch, server-assigned")
+    deleted: bool = strawberry.field(name="_deleted")
+
+    @classmethod
+    def from_model(cls, r: RecipeModel) -> RecipeSyncDoc:
+        return cls(
+            id=r.id,
+            title=r.title,
+            description=r.description,
+            ingredients=[
+                Ingredient(name=i.name, quantity=i.quantity, unit=i.unit, note=i.note)
+                for i in r.ingredients
+            ],
+            steps=r.steps,
+            tags=r.tags,
+            servings=r.servings,
+            prep_minutes=r.prep_minutes,
+            cook_minutes=r.cook_minutes,
+            image_url=r.image_url,
+            owner_id=r.owner_id,
+            collaborators=r.collaborators,
+            visibility=r.visibility,
+            version=r.version,
+            updated_at=_stamp(r),
+            deleted=r.deleted,
+        )
+
+
+def _stamp(r: RecipeModel) -> float:
+    return r.stamp if r.stamp is not None else r.updated_at.timestamp() * 1000
+
+
+@strawberry.type
+class RecipeCheckpoint:
+    id: str
+    updated_at: float
+
+
+@strawberry.type
+class RecipePullBulk:
+    documents: list[RecipeSyncDoc]
+    checkpoint: RecipeCheckpoint | None
+
+
+@strawberry.input
+class RecipeInputCheckpoint:
+    id: str
+    updated_at: float
+
+
+@strawberry.input(
+    description="A document as the client has it. Server-owned fields "
+    "(ownerId, version, updatedAt) are read for conflict detection only."
+)
+class RecipeInputSyncDoc:
+    id: str
+    title: str
+    description: str | None = strawberry.UNSET
+    ingredients: list[IngredientInput] | None = strawberry.UNSET
+    steps: list[str] | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    servings: int | None = strawberry.UNSET
+    prep_minutes: int | None = strawberry.UNSET
+    cook_minutes: int | None = strawberry.UNSET
+    image_url: str | None = strawberry.UNSET
+    owner_id: str | None = strawberry.UNSET
+    collaborators: list[str] | None = strawberry.UNSET
+    visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
+    version: int | None = strawberry.UNSET
+    updated_at: float | None = strawberry.UNSET
+    deleted: bool = strawberry.field(name="_deleted", default=False)
+
+
+@strawberry.input
+class RecipeInputPushRow:
+    assumed_master_state: RecipeInputSyncDoc | None = strawberry.UNSET
+    new_document_state: RecipeInputSyncDoc
+
+
+@strawberry.input
+class RecipeInputHeaders:
+    authorization: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="Every editable field, all optional: only those sent change.")
+class RecipePatch:
+    title: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    ingredients: list[IngredientInput] | None = strawberry.UNSET
+    steps: list[str] | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    servings: int | None = strawberry.UNSET
+    prep_minutes: int | None = strawberry.UNSET
+    cook_minutes: int | None = strawberry.UNSET
+    image_url: str | None = strawberry.UNSET
+    collaborators: list[strawberry.ID] | None = strawberry.UNSET
+    visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
+
+
+@strawberry.type(description="The patch touched fields someone else changed since baseVersion.")
+class MergeConflict:
+    id: strawberry.ID
+    fields: list[str]
+    current: Recipe
+
+
+PatchRecipeResult = Annotated[Recipe | MergeConflict, strawberry.union("PatchRecipeResult")]
+
+
+def _state(doc: RecipeInputSyncDoc) -> service.SyncState:
+    version = None if doc.version is strawberry.UNSET else doc.version
+    return service.SyncState(
+        fields=editable_values(doc), version=version, deleted=bool(doc.deleted)
+    )
+
+
+def _bulk(documents: list[RecipeModel], checkpoint: service.Checkpoint | None) -> RecipePullBulk:
+    return RecipePullBulk(
+        documents=[RecipeSyncDoc.from_model(d) for d in documents],
+        checkpoint=None
+        if checkpoint is None
+        else RecipeCheckpoint(id=checkpoint.id, updated_at=checkpoint.updated_at),
+    )
+
+
+@strawberry.type
+class SyncQuery:
+    @strawberry.field(
+        description="Changes after `checkpoint` in sync order (tombstones "
+        "included). Omit the checkpoint for the first pull."
+    )
+    async def pull_recipe(
+        self,
+        info: Info,
+        *,
+        checkpoint: RecipeInputCheckpoint | None = strawberry.UNSET,
+        limit: int,
+    ) -> RecipePullBulk:
+        since = None
+        if checkpoint:
+            since = service.Checkpoint(id=checkpoint.id, updated_at=checkpoint.updated_at)
+        documents, last = await info.context.sync.pull(info.context.viewer(), since, limit)
+        return _bulk(documents, last)
+
+
+@strawberry.type
+class SyncMutation:
+    @strawberry.mutation(
+        description="Apply client changes; returns the master state of each "
+        "conflicting row (empty when everything applied)."
+    )
+    async def push_recipe(
+        self, info: Info, recipe_push_row: list[RecipeInputPushRow | None] | None = strawberry.UNSET
+    ) -> list[RecipeSyncDoc]:
+        rows = [
+            service.PushRow(
+                assumed=None
+                if row.assumed_master_state in (None, strawberry.UNSET)
+                else _state(row.assumed_master_state),
+                new=_state(row.new_document_state),
+                id=row.new_document_state.id,
+            )
+            for row in recipe_push_row or ()
+            if row is not None
+        ]
+        conflicts = await info.context.sync.push(info.context.viewer(), rows)
+        return [RecipeSyncDoc.from_model(c) for c in conflicts]
+
+    @strawberry.mutation(
+        description="Change some fields of a recipe as of `baseVersion`; "
+        "merges with concurrent edits of other fields."
+    )
+    async def patch_recipe(
+        self, info: Info, id: strawberry.ID, base_version: int, patch: RecipePatch
+    ) -> PatchRecipeResult:
+        result = await info.context.sync.patch(
+            info.context.viewer(), str(id), base_version, editable_values(patch)
+        )
+        if isinstance(result, service.MergeConflict):
+            return MergeConflict(
+                id=strawberry.ID(result.id),
+                fields=result.fields,
+                current=Recipe.from_model(result.current),
+            )
+        return Recipe.from_model(result)
+
+
+@strawberry.type
+class SyncSubscription:
+    @strawberry.subscription(description="Every change the viewer may read, as pull bulks.")
+    async def stream_recipe(
+        self, info: Info, headers: RecipeInputHeaders | None = strawberry.UNSET
+    ) -> AsyncGenerator[RecipePullBulk, None]:
+        viewer = info.context.viewer()
+        if headers and headers.authorization:
+            try:
+                viewer = info.context.authenticate(headers.authorization)
+            except AuthError as error:
+                raise ClientError(error.message, "UNAUTHENTICATED") from error
+
+        def select(event: Any) -> RecipeModel | None:
+            return service.stream_view(viewer, event)
+
+        async with info.context.hub.subscribe(select, replay=True) as subscription:
+            try:
+                async for recipe in subscription:
+                    batch = [recipe, *subscription.take_ready()]
+                    last = batch[-1]
+                    yield _bulk(batch, service.Checkpoint(id=last.id, updated_at=_stamp(last)))
+            except SubscriptionEnded as ended:
+                raise ClientError(str(ended), ended.code) from ended
