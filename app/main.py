@@ -31,6 +31,7 @@ from app.http.ws import ConnectionLimiter, SessionConfig
 from app.metrics import make_registry
 from app.metrics import render as render_metrics
 from app.realtime import ChangeFeed, Hub
+from app.services.adopt import adopt_foreign_writes
 from app.services.recipes import RecipeService
 from app.services.sync import SyncService
 from app.services.writes import StampedWriter
@@ -94,16 +95,20 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         runtime.sync = SyncService(recipes, writer, settings.tombstone_retention)
         runtime.feed = ChangeFeed(recipes, runtime.hub)
         await runtime.feed.start()
-        purge = asyncio.create_task(
-            purge_tombstones(runtime.sync, settings.tombstone_purge_interval.total_seconds())
-        )
+        background = [
+            asyncio.create_task(
+                purge_tombstones(runtime.sync, settings.tombstone_purge_interval.total_seconds())
+            ),
+            asyncio.create_task(adopt_foreign_writes(runtime.hub, writer)),
+        ]
         log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runtime.feed.stop()
             await runtime.client.close()
 

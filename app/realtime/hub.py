@@ -109,6 +109,7 @@ class Hub:
         # that starts while its client pulls cannot then miss a change committed in between.
         self._recent: deque[RecipeEvent] = deque(maxlen=replay)
         self._subscribers: set[Subscription[object]] = set()
+        self._internal: set[Subscription[object]] = set()
         self._changed = asyncio.Condition()
         self.published = 0
         self.overflowed = 0
@@ -119,18 +120,25 @@ class Hub:
 
     @asynccontextmanager
     async def subscribe(
-        self, select: Callable[[RecipeEvent], T | None], *, replay: bool = False
+        self,
+        select: Callable[[RecipeEvent], T | None],
+        *,
+        replay: bool = False,
+        internal: bool = False,
     ) -> AsyncIterator[Subscription[T]]:
+        """Register a subscriber. `internal` ones (the server's own consumers) are not
+        counted as client subscriptions."""
         subscription: Subscription[T] = Subscription(select, self.queue_limit)
         if replay:
             for event in self._recent:
                 subscription.offer(event)
-        self._subscribers.add(subscription)  # type: ignore[arg-type]
+        group = self._internal if internal else self._subscribers
+        group.add(subscription)  # type: ignore[arg-type]
         await self._notify()
         try:
             yield subscription
         finally:
-            self._subscribers.discard(subscription)
+            group.discard(subscription)
             await self._notify()
 
     async def _notify(self) -> None:
@@ -145,7 +153,7 @@ class Hub:
     def publish(self, event: RecipeEvent) -> None:
         self.published += 1
         self._recent.append(event)
-        for subscription in list(self._subscribers):
+        for subscription in [*self._subscribers, *self._internal]:
             try:
                 if not subscription.offer(event):
                     self.overflowed += 1
@@ -155,5 +163,5 @@ class Hub:
 
     def reset(self, reason: str) -> None:
         """The feed lost its place (e.g. resume token too old): every subscriber must refetch."""
-        for subscription in list(self._subscribers):
+        for subscription in [*self._subscribers, *self._internal]:
             subscription.end(ResyncRequired(reason))

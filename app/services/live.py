@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.auth.principal import Principal
-from app.models.recipe import Recipe
+from app.models.recipe import EDITABLE_FIELDS, Recipe
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput
@@ -69,6 +69,8 @@ def _sees(viewer: Principal, flt: ChangeFilter, recipe: Recipe | None) -> bool:
 
 def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> LiveChange | None:
     before, after = event.before, event.after
+    if before is not None and after is not None and same_content(before, after):
+        return None  # bookkeeping only (e.g. a foreign write being adopted)
     saw = _sees(viewer, flt, before)
     sees = _sees(viewer, flt, after)
     if before is None and event.op != "insert":
@@ -89,6 +91,14 @@ def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> Liv
         gone = before.model_copy(update={"deleted": True, "version": version})
         return LiveChange(ChangeKind.DELETED, gone)
     return None
+
+
+def same_content(before: Recipe, after: Recipe) -> bool:
+    """True when a change altered nothing a client sees (only derived or sync fields)."""
+    return before.version == after.version and all(
+        getattr(before, name) == getattr(after, name)
+        for name in (*EDITABLE_FIELDS, "owner_id", "deleted")
+    )
 
 
 def _alive(recipe: Recipe) -> Recipe:

@@ -21,6 +21,7 @@ from app.models.recipe import EDITABLE_FIELDS, PUBLIC_READER, Recipe, Visibility
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput, DomainError, FieldError, Forbidden, NotFound
+from app.services.live import same_content
 from app.services.state import (
     ADMIN_FIELDS,
     check_admin_fields,
@@ -104,6 +105,8 @@ def stream_view(viewer: Principal, event: RecipeEvent) -> Recipe | None:
     after = event.after
     if after is None:
         return None  # hard delete (tombstone purge): clients already have the tombstone
+    if event.before is not None and same_content(event.before, after):
+        return None  # bookkeeping only (e.g. a foreign write being adopted)
     if permissions.can_read(viewer, after):
         return after
     if event.before is not None:

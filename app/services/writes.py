@@ -42,6 +42,8 @@ class Update:
     expected_version: int
     changes: dict[str, Any]  # the $set, version included; stamp and updated_at are added
     alive_only: bool = True  # refuse to touch a tombstone
+    expected_stamp: float | None = None  # also require this stamp (adopting foreign writes)
+    unstamped: bool = False  # also require that there is no stamp yet
 
 
 Op = Create | Update
@@ -124,6 +126,8 @@ class StampedWriter:
                 query: dict[str, Any] = {"_id": op.id, "version": op.expected_version}
                 if op.alive_only:
                     query["deleted"] = False
+                if op.expected_stamp is not None or op.unstamped:
+                    query["stamp"] = op.expected_stamp
                 updated = await self._recipes.update_one(
                     query,
                     {"$set": {**op.changes, "stamp": stamp, "updated_at": when}},
