@@ -13,8 +13,17 @@ from app.models import DOCUMENT_MODELS
 Database = AsyncDatabase[dict[str, Any]]
 
 
-def make_client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
-    return AsyncMongoClient(uri, tz_aware=True, appname="larder")
+def make_client(uri: str, timeout_seconds: float = 3.0) -> AsyncMongoClient[dict[str, Any]]:
+    """A client that fails fast when the database is unreachable (requests answer
+    SERVICE_UNAVAILABLE instead of hanging for pymongo's default 30 s)."""
+    ms = int(timeout_seconds * 1000)
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        appname="larder",
+        serverSelectionTimeoutMS=ms,
+        connectTimeoutMS=ms,
+    )
 
 
 async def init_models(client: AsyncMongoClient[dict[str, Any]], db_name: str) -> Database:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import Metric
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
@@ -21,16 +22,21 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import __version__
-from app.auth.verifier import ConfigurationError, TokenVerifier
+from app.auth.jwks import RemoteJwks
+from app.auth.principal import Principal
+from app.auth.verifier import ConfigurationError, TokenVerifier, bearer_token
 from app.db import init_models, make_client, ping
 from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from app.http.auth_gate import AuthGate
 from app.http.graphql_view import LarderGraphQL
+from app.http.guards import BodyLimit, ReadyGate, TimeLimit
 from app.http.request_id import RequestIdMiddleware
 from app.http.ws import ConnectionLimiter, SessionConfig
-from app.metrics import make_registry
-from app.metrics import render as render_metrics
+from app.metrics import Metrics, counter, gauge
+from app.ratelimit import TokenBuckets
 from app.realtime import ChangeFeed, Hub
+from app.schema import QueryLimits, build_schema
+from app.schema.context import AppServices
 from app.services.adopt import adopt_foreign_writes
 from app.services.recipes import RecipeService
 from app.services.sync import SyncService
@@ -44,17 +50,63 @@ log = logging.getLogger("larder")
 class Runtime:
     """What the lifespan opens and the endpoints use."""
 
+    settings: Settings
+    verifier: TokenVerifier
     hub: Hub
+    metrics: Metrics
     limiter: ConnectionLimiter
+    sessions: SessionConfig | None = None
     client: AsyncMongoClient[dict[str, Any]] | None = None
-    recipes: RecipeService | None = None
-    sync: SyncService | None = None
+    services: AppServices | None = None
     feed: ChangeFeed | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def services(self) -> tuple[RecipeService, SyncService]:
-        if self.recipes is None or self.sync is None:
+    def app_services(self) -> AppServices:
+        if self.services is None:
             raise RuntimeError("the application has not started (lifespan not run)")
-        return self.recipes, self.sync
+        return self.services
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
+
+    async def authenticate(self, authorization: str) -> Principal:
+        return await self.verifier.verify(bearer_token(authorization))
+
+    def collect(self) -> Iterator[Metric]:
+        yield gauge("larder_ready", "1 once the database is reachable", self.is_ready())
+        yield gauge(
+            "larder_ws_connections", "Authenticated WebSocket connections open", self.limiter.total
+        )
+        yield gauge(
+            "larder_subscriptions",
+            "Active subscriptions on this process",
+            self.hub.subscriber_count,
+        )
+        yield counter(
+            "larder_change_events", "Change events read from the change stream", self.hub.published
+        )
+        yield counter(
+            "larder_events_delivered",
+            "Change events delivered to subscribers",
+            self.hub.stats.delivered,
+        )
+        yield counter(
+            "larder_events_dropped",
+            "Subscriptions closed because they fell behind",
+            self.hub.overflowed,
+        )
+        feed = self.feed
+        yield counter(
+            "larder_change_feed_restarts",
+            "Times the change feed reconnected",
+            0 if feed is None else feed.restarts,
+        )
+        yield gauge(
+            "larder_change_feed_connected",
+            "1 while the change stream is open",
+            1 if feed is not None and feed.connected.is_set() else 0,
+        )
 
 
 async def purge_tombstones(sync: SyncService, interval: float) -> None:
@@ -70,6 +122,33 @@ async def purge_tombstones(sync: SyncService, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def connect_database(runtime: Runtime, database: Any, writer: StampedWriter) -> None:
+    """Ensure indexes and open the change feed, retrying with backoff until the database
+    answers; /readyz turns true (and requests are served) only then."""
+    delay = 0.25
+    while True:
+        try:
+            await init_models(runtime.client, database.name)  # type: ignore[arg-type]
+            assert runtime.feed is not None
+            await runtime.feed.start()
+            break
+        except PyMongoError as exc:
+            log.error("database unreachable, retrying in %.1f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    services = runtime.app_services()
+    runtime.tasks += [
+        asyncio.create_task(
+            purge_tombstones(
+                services.sync, runtime.settings.tombstone_purge_interval.total_seconds()
+            )
+        ),
+        asyncio.create_task(adopt_foreign_writes(runtime.hub, writer)),
+    ]
+    runtime.ready.set()
+    log.info("larder %s ready (database %s)", __version__, database.name)
+
+
 def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> Starlette:
     """Build the ASGI app. Raises ConfigurationError when it could not work safely."""
     if verifier is None:
@@ -80,58 +159,88 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
             "MONGODB_URI is not set (`python -m app serve` starts an "
             "embedded database when it is unset)"
         )
+    metrics = Metrics()
     runtime = Runtime(
+        settings=settings,
+        verifier=verifier,
         hub=Hub(queue_limit=settings.ws_subscriber_queue),
+        metrics=metrics,
         limiter=ConnectionLimiter(settings.ws_max_connections_per_user),
+    )
+    metrics.watch(runtime.collect)
+    runtime.sessions = SessionConfig(
+        verifier,
+        runtime.limiter,
+        settings.ws_keepalive_seconds,
+        TokenBuckets(
+            settings.rate_limit_ws_connects_per_second, settings.rate_limit_ws_connects_burst
+        ),
+        metrics,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime.client = make_client(uri)
-        database = await init_models(runtime.client, settings.mongodb_db)
+        client = runtime.client = make_client(uri, settings.mongodb_timeout_seconds)
+        database = client.get_database(settings.mongodb_db)
         recipes = database.get_collection("recipes")
         writer = StampedWriter(recipes, database.get_collection("sync_clock"))
-        runtime.recipes = RecipeService(recipes, writer)
-        runtime.sync = SyncService(recipes, writer, settings.tombstone_retention)
-        runtime.feed = ChangeFeed(recipes, runtime.hub)
-        await runtime.feed.start()
-        background = [
-            asyncio.create_task(
-                purge_tombstones(runtime.sync, settings.tombstone_purge_interval.total_seconds())
+        runtime.services = AppServices(
+            recipes=RecipeService(recipes, writer),
+            sync=SyncService(
+                recipes, writer, settings.tombstone_retention, max_push_rows=settings.max_push_rows
             ),
-            asyncio.create_task(adopt_foreign_writes(runtime.hub, writer)),
-        ]
-        log.info("larder %s ready (database %s)", __version__, settings.mongodb_db)
+            hub=runtime.hub,
+            metrics=metrics,
+            mutation_limits=TokenBuckets(
+                settings.rate_limit_mutations_per_second, settings.rate_limit_mutations_burst
+            ),
+            authenticate=runtime.authenticate,
+        )
+        runtime.feed = ChangeFeed(recipes, runtime.hub, observe_lag=metrics.feed_lag.observe)
+        if isinstance(verifier.keys, RemoteJwks):
+            await verifier.keys.refresh()
+        connecting = asyncio.create_task(connect_database(runtime, database, writer))
         try:
             yield
         finally:
-            for task in background:
+            for task in (connecting, *runtime.tasks):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runtime.feed.stop()
-            await runtime.client.close()
+            await client.close()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    registry = make_registry(runtime)
-
-    async def metrics(request: Request) -> Response:
-        return Response(render_metrics(registry), media_type="text/plain; version=0.0.4")
-
     async def readyz(request: Request) -> JSONResponse:
-        ready = runtime.client is not None and await ping(runtime.client)
+        ready = runtime.is_ready() and runtime.client is not None and await ping(runtime.client)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    schema = build_schema(
+        QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_tokens=settings.max_query_tokens,
+            max_aliases=settings.max_query_aliases,
+        )
+    )
     view = LarderGraphQL(
-        runtime.services,
-        runtime.hub,
-        SessionConfig(verifier, runtime.limiter, settings.ws_keepalive_seconds),
+        schema,
+        runtime.app_services,
+        runtime.sessions,
         connection_init_timeout=settings.ws_connection_init_timeout_seconds,
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
     )
-    graphql = AuthGate(view, verifier)
+    graphql = ReadyGate(
+        BodyLimit(
+            AuthGate(TimeLimit(view, settings.operation_timeout_seconds), verifier, metrics),
+            settings.max_body_bytes,
+        ),
+        runtime.is_ready,
+    )
     middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origin_list:
         middleware.append(
@@ -140,14 +249,14 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
                 allow_origins=settings.cors_origin_list,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
-                expose_headers=["x-request-id"],
+                expose_headers=["x-request-id", "retry-after"],
             )
         )
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics),
+            Route("/metrics", metrics_endpoint),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(STATIC_URL_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -55,6 +57,20 @@ def _dev_banner(settings: Settings, url: str) -> str:
         f'  {{"Authorization": "Bearer {token}"}}\n\n'
         "  More tokens: python -m app token --sub alice [--role admin]\n"
     )
+
+
+class GracefulServer(uvicorn.Server):
+    """On SIGTERM: stop accepting, close WebSockets with 1001 (clients reconnect elsewhere),
+    let in-flight HTTP requests finish (up to 10 s), then run the app's shutdown."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Any) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.runtime.sessions is not None:
+            await self.runtime.sessions.close_all()
+        await super().shutdown(sockets)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -54,6 +54,29 @@ class Settings(BaseSettings):
     ws_max_connections_per_user: int = Field(default=20, ge=1, le=100_000)
     ws_subscriber_queue: int = Field(default=256, ge=1, le=100_000)
 
+    # Limits on what one request may ask for
+    max_query_depth: int = Field(default=12, ge=2, le=100)
+    max_query_tokens: int = Field(default=2_000, ge=100, le=1_000_000)
+    max_query_aliases: int = Field(default=30, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024, le=100_000_000)
+    operation_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    max_push_rows: int = Field(default=100, ge=1, le=10_000)
+
+    # Rate limits per user and process (token buckets): sustained rate and burst
+    rate_limit_mutations_per_second: float = Field(default=20.0, gt=0)
+    rate_limit_mutations_burst: int = Field(default=100, ge=1)
+    rate_limit_ws_connects_per_second: float = Field(default=1.0, gt=0)
+    rate_limit_ws_connects_burst: int = Field(default=20, ge=1)
+
+    # Database
+    mongodb_timeout_seconds: float = Field(default=3.0, gt=0, le=120)
+
+    # JWKS over HTTP (JWT_JWKS_URL): cache lifetime when the server sends no max-age, and the
+    # least time between refetches triggered by unknown key ids
+    jwt_jwks_url: str | None = None
+    jwt_jwks_default_ttl_seconds: float = Field(default=300.0, ge=1)
+    jwt_jwks_min_refetch_seconds: float = Field(default=30.0, ge=0)
+
     # Offline sync
     tombstone_retention: timedelta = timedelta(days=30)
     tombstone_purge_interval: timedelta = timedelta(hours=1)

@@ -10,7 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-READY_LINE = "Uvicorn running on"
+# Both must appear: the socket is bound, and the database answered (indexes, change feed).
+READY_LINES = ("Uvicorn running on", "ready (database")
 
 
 def free_port() -> int:
@@ -59,9 +60,11 @@ class ServerProcess:
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stderr is not None
+        pending = set(READY_LINES)
         for line in self.process.stderr:
             self.lines.append(line)
-            if READY_LINE in line:
+            pending -= {marker for marker in pending if marker in line}
+            if not pending:
                 self._ready.set()
         self._ready.set()
 

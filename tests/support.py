@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Sequence
@@ -64,6 +65,9 @@ class LiveServer:
         await self.server.startup(sockets=[self.sock])
         if self.server.should_exit:
             raise RuntimeError("server failed to start")
+        runtime = getattr(getattr(self.app, "state", None), "runtime", None)
+        if runtime is not None:  # connected to the database in the background
+            await asyncio.wait_for(runtime.ready.wait(), 60)
 
     async def stop(self) -> None:
         self.server.should_exit = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -40,7 +41,7 @@ def test_each_key_type_verifies_its_tokens(tmp_path: Path, key_type: KeyType, al
     assert (
         json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[0] + "=="))["alg"] == alg
     )
-    principal = verifier.verify(token)
+    principal = asyncio.run(verifier.verify(token))
     assert principal.id == "zoe" and principal.is_admin
 
 
@@ -83,16 +84,16 @@ def test_jwks_selects_key_by_kid_and_supports_rotation(tmp_path: Path) -> None:
         )
     )
     verifier = TokenVerifier.from_settings(_settings(jwt_jwks_file=jwks))
-    assert verifier.verify(old.token(sub="a")).id == "a"
-    assert verifier.verify(new.token(sub="b")).id == "b"
+    assert asyncio.run(verifier.verify(old.token(sub="a"))).id == "a"
+    assert asyncio.run(verifier.verify(new.token(sub="b"))).id == "b"
     stranger = make_key_pair(tmp_path / "x", "rsa")
     with pytest.raises(AuthError) as refused:
-        verifier.verify(stranger.token(sub="c"))
+        asyncio.run(verifier.verify(stranger.token(sub="c")))
     assert refused.value.reason == "unknown_key"
     # A token that claims a known kid but is signed by another key fails its signature.
     forged = stranger.token(sub="d", kid=key_id(old.private.public_key()))
     with pytest.raises(AuthError) as bad:
-        verifier.verify(forged)
+        asyncio.run(verifier.verify(forged))
     assert bad.value.reason == "bad_signature"
 
 
@@ -113,7 +114,7 @@ def test_roles_claim_can_point_to_a_namespaced_or_nested_claim(tmp_path: Path) -
             _settings(jwt_public_key_file=keys.public_path, jwt_roles_claim=claim)
         )
         token = mint_token(keys.private, sub="k", extra=extra)
-        assert verifier.verify(token).roles == ("admin",)
+        assert asyncio.run(verifier.verify(token)).roles == ("admin",)
 
 
 def test_keys_generate_and_token_cli(tmp_path: Path) -> None:
@@ -158,7 +159,7 @@ def test_keys_generate_and_token_cli(tmp_path: Path) -> None:
         {"jwt_jwks_file": out / "jwks.json"},
     ):
         verifier = TokenVerifier.from_settings(_settings(jwt_issuer="https://id.example", **config))
-        principal = verifier.verify(token)
+        principal = asyncio.run(verifier.verify(token))
         assert principal.id == "alice" and principal.roles == ("admin",)
     assert load_private_pem(out / "private.pem") is not None
 
@@ -203,10 +204,12 @@ def test_serve_in_development_creates_a_key_prints_a_token_and_stops_cleanly(
     assert process.stderr is not None
     token = None
     try:
+        pending = {"Uvicorn running on", "ready (database"}
         for line in process.stderr:
             found = re.search(r'"Bearer ([\w.-]+)"', line)
             token = token or (found.group(1) if found else None)
-            if "Uvicorn running on" in line:
+            pending -= {marker for marker in pending if marker in line}
+            if not pending:
                 break
         assert token, "the development banner printed no token"
         assert (tmp_path / "data" / "keys" / "private.pem").exists()

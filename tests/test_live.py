@@ -331,7 +331,11 @@ async def test_lost_feed_position_tells_subscribers_to_refetch(
 
 @pytest.fixture
 async def small_queue_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
-    live = LiveServer(create_app(settings.model_copy(update={"ws_subscriber_queue": 4})))
+    live = LiveServer(
+        create_app(
+            settings.model_copy(update={"ws_subscriber_queue": 4, "max_body_bytes": 8_000_000})
+        )
+    )
     await live.start()
     yield live
     await live.stop()

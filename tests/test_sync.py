@@ -365,7 +365,7 @@ async def test_tombstones_are_purged_and_old_checkpoints_must_resync(
         await create(api, id="alive")
         bulk = (await api.data(PULL, {"checkpoint": None, "limit": 10}))["pullRecipe"]
         checkpoint = bulk["checkpoint"]
-        assert await short_retention.app.state.runtime.sync.purge_tombstones() == 1
+        assert await short_retention.app.state.runtime.services.sync.purge_tombstones() == 1
         assert await mongo.recipes.count_documents({"_id": "old"}) == 0
         assert await mongo.recipes.count_documents({"_id": "alive"}) == 1
         error = await api.error(PULL, {"checkpoint": checkpoint, "limit": 10})

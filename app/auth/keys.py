@@ -67,8 +67,16 @@ def load_public_pem(path: Path) -> VerificationKey:
 def load_jwks(path: Path) -> list[VerificationKey]:
     try:
         document = json.loads(path.read_text())
-        jwk_set = jwt.PyJWKSet.from_dict(document)
-    except (ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
+    except ValueError as exc:
+        raise KeyFileError(f"{path} is not a usable JWKS document: {exc}") from exc
+    return jwks_keys(document, str(path))
+
+
+def jwks_keys(document: object, path: str) -> list[VerificationKey]:
+    """The public keys of a JWKS document; raises KeyFileError naming `path` (file or URL)."""
+    try:
+        jwk_set = jwt.PyJWKSet.from_dict(document)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
         raise KeyFileError(f"{path} is not a usable JWKS document: {exc}") from exc
     keys: list[VerificationKey] = []
     for jwk in jwk_set.keys:

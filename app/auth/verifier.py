@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
+from app.auth.jwks import RemoteJwks
 from app.auth.keys import KeyFileError, VerificationKey, load_jwks, load_public_pem
 from app.auth.principal import Principal
 from app.settings import Settings
 
 MAX_TOKEN_LENGTH = 16_384
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class ConfigurationError(RuntimeError):
@@ -38,12 +42,38 @@ def bearer_token(header_value: str | None) -> str:
     return token
 
 
+class KeySource(Protocol):
+    async def candidates(self, alg: str, kid: object) -> list[VerificationKey]: ...
+
+
+class StaticKeys:
+    """Keys from a PEM or JWKS file, loaded once at startup."""
+
+    def __init__(self, keys: list[VerificationKey], algorithms: list[str]) -> None:
+        self.keys = [k for k in keys if set(k.algorithms) & set(algorithms)]
+        if not self.keys:
+            raise ConfigurationError(
+                f"none of the configured keys can verify the allowed algorithms "
+                f"({', '.join(algorithms)}); check JWT_ALGORITHMS against the key type"
+            )
+
+    async def candidates(self, alg: str, kid: object) -> list[VerificationKey]:
+        fitting = [k for k in self.keys if alg in k.algorithms]
+        if kid is not None:
+            fitting = [k for k in fitting if k.kid is None or k.kid == kid]
+        return fitting
+
+
 class TokenVerifier:
-    """Checks signature (asymmetric algorithms only), `exp`/`iat`/`sub`, issuer and audience."""
+    """Checks signature (asymmetric algorithms only), `exp`/`iat`/`sub`, issuer and audience.
+
+    A token whose signature was verified is remembered (bounded LRU) so repeat requests skip
+    the signature check; its expiry is still enforced on every use.
+    """
 
     def __init__(
         self,
-        keys: list[VerificationKey],
+        keys: list[VerificationKey] | KeySource,
         *,
         algorithms: list[str],
         issuer: str | None = None,
@@ -51,13 +81,8 @@ class TokenVerifier:
         leeway_seconds: int = 30,
         roles_claim: str = "roles",
     ) -> None:
-        usable = [k for k in keys if set(k.algorithms) & set(algorithms)]
-        if not usable:
-            raise ConfigurationError(
-                f"none of the configured keys can verify the allowed algorithms "
-                f"({', '.join(algorithms)}); check JWT_ALGORITHMS against the key type"
-            )
-        self._keys = usable
+        self.keys: KeySource = StaticKeys(keys, algorithms) if isinstance(keys, list) else keys
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
         self._algorithms = frozenset(algorithms)
         self._issuer = issuer
         self._audience = audience
@@ -67,16 +92,29 @@ class TokenVerifier:
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
         pem = settings.jwt_public_key_file
-        if pem and settings.jwt_jwks_file:
-            raise ConfigurationError("set only one of JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE")
+        sources = [pem, settings.jwt_jwks_file, settings.jwt_jwks_url]
+        if sum(1 for source in sources if source) > 1:
+            raise ConfigurationError(
+                "set only one of JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE and JWT_JWKS_URL"
+            )
+        keys: list[VerificationKey] | KeySource
         try:
-            if settings.jwt_jwks_file:
+            if settings.jwt_jwks_url:
+                if not settings.jwt_jwks_url.startswith(("https://", "http://")):
+                    raise ConfigurationError("JWT_JWKS_URL must be an http(s) URL")
+                keys = RemoteJwks(
+                    settings.jwt_jwks_url,
+                    default_ttl=settings.jwt_jwks_default_ttl_seconds,
+                    min_refetch=settings.jwt_jwks_min_refetch_seconds,
+                )
+            elif settings.jwt_jwks_file:
                 keys = load_jwks(settings.jwt_jwks_file)
             elif pem:
                 keys = [load_public_pem(pem)]
             else:
                 raise ConfigurationError(
-                    "no verification key configured: set JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE"
+                    "no verification key configured: set JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE "
+                    "or JWT_JWKS_URL"
                 )
         except (OSError, KeyFileError) as exc:
             raise ConfigurationError(str(exc)) from exc
@@ -89,9 +127,22 @@ class TokenVerifier:
             roles_claim=settings.jwt_roles_claim,
         )
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed", "Token is too large")
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at is not None and time.time() > known.expires_at + self._leeway:
+                raise AuthError("expired", "Token has expired")
+            self._verified.move_to_end(token)
+            return known
+        principal = await self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
@@ -99,7 +150,9 @@ class TokenVerifier:
         alg = header.get("alg")
         if alg not in self._algorithms:
             raise AuthError("algorithm", f"Token algorithm {alg!r} is not accepted")
-        candidates = self._candidates(alg, header.get("kid"))
+        candidates = await self.keys.candidates(alg, header.get("kid"))
+        if not candidates:
+            raise AuthError("unknown_key", "Token was not signed by a known key")
         last_error: AuthError | None = None
         for key in candidates:
             try:
@@ -132,14 +185,6 @@ class TokenVerifier:
                 raise AuthError("malformed", f"Token is invalid: {exc}") from exc
             return self._principal(claims)
         raise last_error or AuthError("unknown_key", "Token was not signed by a known key")
-
-    def _candidates(self, alg: str, kid: object) -> list[VerificationKey]:
-        fitting = [k for k in self._keys if alg in k.algorithms]
-        if kid is not None:
-            fitting = [k for k in fitting if k.kid is None or k.kid == kid]
-        if not fitting:
-            raise AuthError("unknown_key", "Token was not signed by a known key")
-        return fitting
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         sub = claims.get("sub")

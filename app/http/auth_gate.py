@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.verifier import AuthError, TokenVerifier, bearer_token
+from app.metrics import Metrics
 
 
 def is_ide_request(scope: Scope) -> bool:
@@ -41,16 +42,18 @@ class AuthGate:
     WebSocket connections pass through: they authenticate at `connection_init`.
     """
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, metrics: Metrics) -> None:
         self.app = app
         self.verifier = verifier
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not is_ide_request(scope):
             try:
                 token = bearer_token(Headers(scope=scope).get("authorization"))
-                principal = self.verifier.verify(token)
+                principal = await self.verifier.verify(token)
             except AuthError as error:
+                self.metrics.auth_failures.labels(error.reason, "http").inc()
                 await unauthenticated(error)(scope, receive, send)
                 return
             scope.setdefault("state", {})["principal"] = principal

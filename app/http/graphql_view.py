@@ -10,15 +10,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
-from app.auth.principal import Principal
-from app.auth.verifier import bearer_token
 from app.graphiql import render_graphiql_html
 from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
-from app.realtime.hub import Hub
-from app.schema import schema
-from app.schema.context import Context
-from app.services.recipes import RecipeService
-from app.services.sync import SyncService
+from app.schema import LarderSchema
+from app.schema.context import AppServices, Context
 
 
 class LarderGraphQL(GraphQL[Context, None]):
@@ -27,8 +22,8 @@ class LarderGraphQL(GraphQL[Context, None]):
 
     def __init__(
         self,
-        services: Callable[[], tuple[RecipeService, SyncService]],
-        hub: Hub,
+        schema: LarderSchema,
+        services: Callable[[], AppServices],
         session_config: SessionConfig,
         *,
         connection_init_timeout: float,
@@ -42,7 +37,6 @@ class LarderGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=max_subscriptions_per_connection,
         )
         self._services = services
-        self._hub = hub
         self.session_config = session_config
         self._ide_html = render_graphiql_html()
 
@@ -50,20 +44,13 @@ class LarderGraphQL(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         state = request.scope.get("state", {})
-        recipes, sync = self._services()
         return Context(
             request=request,
             response=response,
             principal=state.get("principal"),
-            recipes=recipes,
             request_id=state.get("request_id", "-"),
-            hub=self._hub,
-            sync=sync,
-            authenticate=self._authenticate,
+            services=self._services(),
         )
-
-    def _authenticate(self, authorization: str) -> Principal:
-        return self.session_config.verifier.verify(bearer_token(authorization))
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._ide_html)

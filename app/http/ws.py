@@ -3,7 +3,8 @@ per-user connection limits. Subscriptions themselves are Strawberry's.
 
 Close codes (documented in docs/protocol.md):
   4403  missing or invalid token (nothing is sent before the close)
-  4429  too many connections for this user
+  4429  too many connections (or connection attempts) for this user
+  1001  the server is shutting down: reconnect (to another instance)
   4440  the token expired: reconnect with a fresh token
 """
 
@@ -23,8 +24,11 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from app.auth.principal import Principal
 from app.auth.verifier import AuthError, TokenVerifier, bearer_token
+from app.metrics import Metrics
+from app.ratelimit import TokenBuckets, retry_after_header
 from app.schema.context import Context
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 CLOSE_TOKEN_EXPIRED = 4440
@@ -70,12 +74,30 @@ class ConnectionLimiter:
 
 
 class SessionConfig:
+    """What every WebSocket session of the app shares."""
+
     def __init__(
-        self, verifier: TokenVerifier, limiter: ConnectionLimiter, keepalive_seconds: float
+        self,
+        verifier: TokenVerifier,
+        limiter: ConnectionLimiter,
+        keepalive_seconds: float,
+        connect_limits: TokenBuckets,
+        metrics: Metrics,
     ) -> None:
         self.verifier = verifier
         self.limiter = limiter
         self.keepalive_seconds = keepalive_seconds
+        self.connect_limits = connect_limits
+        self.metrics = metrics
+        self.sessions: set[_Session] = set()
+
+    async def close_all(
+        self, code: int = CLOSE_GOING_AWAY, reason: str = "Server shutting down"
+    ) -> None:
+        """Graceful shutdown: tell every client to reconnect elsewhere."""
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                await session.websocket.close(code, reason)
 
 
 class _Session:
@@ -96,9 +118,18 @@ class _Session:
                 payload if isinstance(payload, Mapping) else None,
                 request.headers.get("authorization"),
             )
-            principal = config.verifier.verify(bearer_token(header))
+            principal = await config.verifier.verify(bearer_token(header))
         except AuthError as error:
+            config.metrics.auth_failures.labels(error.reason, "websocket").inc()
             await self.websocket.close(CLOSE_FORBIDDEN, f"Forbidden: {error.message}"[:120])
+            return False
+        wait = config.connect_limits.take(principal.id)
+        if wait is not None:
+            config.metrics.rate_limited.labels("ws_connect").inc()
+            await self.websocket.close(
+                CLOSE_TOO_MANY_CONNECTIONS,
+                f"Too many connection attempts; retry in {retry_after_header(wait)} s",
+            )
             return False
         if not config.limiter.acquire(principal.id):
             await self.websocket.close(
@@ -108,6 +139,7 @@ class _Session:
             return False
         self._principal = principal
         self.context.principal = principal
+        config.sessions.add(self)
         self._tasks = (
             asyncio.create_task(self._keepalive(config.keepalive_seconds)),
             asyncio.create_task(self._expire(principal.expires_at)),
@@ -120,8 +152,10 @@ class _Session:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        config: SessionConfig = self.view.session_config
+        config.sessions.discard(self)
         if self._principal is not None:
-            self.view.session_config.limiter.release(self._principal.id)
+            config.limiter.release(self._principal.id)
             self._principal = None
 
     async def _keepalive(self, interval: float) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +33,9 @@ class ChangeFeed:
         hub: Hub,
         *,
         max_backoff: float = 5.0,
+        observe_lag: Callable[[float], None] | None = None,
     ) -> None:
+        self._observe_lag = observe_lag
         self._collection = collection
         self._hub = hub
         self._max_backoff = max_backoff
@@ -140,6 +143,9 @@ class ChangeFeed:
                 },
             )
             return
+        if self._observe_lag is not None and event.committed_at is not None:
+            lag = (datetime.now(UTC) - event.committed_at).total_seconds()
+            self._observe_lag(max(0.0, lag))
         self._hub.publish(event)
 
 

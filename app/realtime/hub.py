@@ -35,14 +35,24 @@ class ResyncRequired(SubscriptionEnded):
     code = "RESYNC_REQUIRED"
 
 
+class HubStats:
+    __slots__ = ("delivered",)
+
+    def __init__(self) -> None:
+        self.delivered = 0
+
+
 class Subscription(Generic[T]):
     """One subscriber: an async iterator over what `select` kept of each event."""
 
-    __slots__ = ("_error", "_items", "_limit", "_select", "_waiter", "delivered")
+    __slots__ = ("_error", "_items", "_limit", "_select", "_stats", "_waiter", "delivered")
 
-    def __init__(self, select: Callable[[RecipeEvent], T | None], limit: int) -> None:
+    def __init__(
+        self, select: Callable[[RecipeEvent], T | None], limit: int, stats: HubStats
+    ) -> None:
         self._select = select
         self._limit = limit
+        self._stats = stats
         self._items: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: SubscriptionEnded | None = None
@@ -74,6 +84,7 @@ class Subscription(Generic[T]):
         while self._items and len(taken) < limit and self._error is None:
             taken.append(self._items.popleft())
         self.delivered += len(taken)
+        self._stats.delivered += len(taken)
         return taken
 
     def end(self, error: SubscriptionEnded) -> None:
@@ -94,6 +105,7 @@ class Subscription(Generic[T]):
                 raise self._error
             if self._items:
                 self.delivered += 1
+                self._stats.delivered += 1
                 return self._items.popleft()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -113,6 +125,7 @@ class Hub:
         self._changed = asyncio.Condition()
         self.published = 0
         self.overflowed = 0
+        self.stats = HubStats()
 
     @property
     def subscriber_count(self) -> int:
@@ -128,7 +141,7 @@ class Hub:
     ) -> AsyncIterator[Subscription[T]]:
         """Register a subscriber. `internal` ones (the server's own consumers) are not
         counted as client subscriptions."""
-        subscription: Subscription[T] = Subscription(select, self.queue_limit)
+        subscription: Subscription[T] = Subscription(select, self.queue_limit, self.stats)
         if replay:
             for event in self._recent:
                 subscription.offer(event)

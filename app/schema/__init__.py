@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.printer import print_schema
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.schema.errors import ShapeErrors
 from app.schema.mutations import Mutation
+from app.schema.observe import ObserveOperations
 from app.schema.queries import Query
 from app.schema.subscriptions import Subscription
 from app.schema.sync import SyncMutation, SyncQuery, SyncSubscription
@@ -23,14 +33,30 @@ class LarderSchema(strawberry.Schema):
         """Client errors are answers, not incidents: ShapeErrors logs the unexpected ones."""
 
 
-schema = LarderSchema(
-    query=merge_types("Query", (Query, SyncQuery)),
-    mutation=merge_types("Mutation", (Mutation, SyncMutation)),
-    subscription=merge_types("Subscription", (Subscription, SyncSubscription)),
-    # Clients send the same few operations over and over: parse and validate each once.
-    extensions=[ShapeErrors, ParserCache, ValidationCache],
-)
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    max_depth: int = 12
+    max_tokens: int = 2_000
+    max_aliases: int = 30
+
+
+def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
+    return LarderSchema(
+        query=merge_types("Query", (Query, SyncQuery)),
+        mutation=merge_types("Mutation", (Mutation, SyncMutation)),
+        subscription=merge_types("Subscription", (Subscription, SyncSubscription)),
+        extensions=[
+            ObserveOperations,
+            ShapeErrors,
+            partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+            # Clients send the same few operations over and over: parse and validate once.
+            ParserCache,
+            partial(QueryDepthLimiter, max_depth=limits.max_depth),
+            partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+            ValidationCache,
+        ],
+    )
 
 
 def schema_sdl() -> str:
-    return print_schema(schema) + "\n"
+    return print_schema(build_schema()) + "\n"

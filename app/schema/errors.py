@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
 from strawberry.extensions import SchemaExtension
 
 from app.services.errors import DomainError
@@ -44,6 +45,18 @@ def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
             error.positions,
             error.path,
             extensions={**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"},
+        )
+    if isinstance(original, ConnectionFailure | ExecutionTimeout):
+        log.warning(
+            "database unavailable", extra={"request_id": request_id, "error": str(original)[:300]}
+        )
+        return GraphQLError(
+            "The database is unavailable; retry shortly",
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions={"code": "SERVICE_UNAVAILABLE", "requestId": request_id},
         )
     if isinstance(original, DomainError):
         return GraphQLError(

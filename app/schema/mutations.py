@@ -41,8 +41,9 @@ class Mutation:
             ),
             fields=editable_values(input),
         )
-        result = await info.context.recipes.upsert(info.context.viewer(), write)
+        result = await info.context.recipes.upsert(info.context.guard_mutation(), write)
         if isinstance(result, service.VersionConflict):
+            info.context.conflict("upsertRecipe")
             return conflict_type(result)
         return Recipe.from_model(result)
 

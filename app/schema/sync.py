@@ -202,7 +202,8 @@ class SyncMutation:
             for row in recipe_push_row or ()
             if row is not None
         ]
-        conflicts = await info.context.sync.push(info.context.viewer(), rows)
+        conflicts = await info.context.sync.push(info.context.guard_mutation(), rows)
+        info.context.conflict("pushRecipe", len(conflicts))
         return [RecipeSyncDoc.from_model(c) for c in conflicts]
 
     @strawberry.mutation(
@@ -213,9 +214,10 @@ class SyncMutation:
         self, info: Info, id: strawberry.ID, base_version: int, patch: RecipePatch
     ) -> PatchRecipeResult:
         result = await info.context.sync.patch(
-            info.context.viewer(), str(id), base_version, editable_values(patch)
+            info.context.guard_mutation(), str(id), base_version, editable_values(patch)
         )
         if isinstance(result, service.MergeConflict):
+            info.context.conflict("patchRecipe")
             return MergeConflict(
                 id=strawberry.ID(result.id),
                 fields=result.fields,
@@ -233,7 +235,7 @@ class SyncSubscription:
         viewer = info.context.viewer()
         if headers and headers.authorization:
             try:
-                viewer = info.context.authenticate(headers.authorization)
+                viewer = await info.context.services.authenticate(headers.authorization)
             except AuthError as error:
                 raise ClientError(error.message, "UNAUTHENTICATED") from error
 

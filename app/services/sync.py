@@ -121,7 +121,10 @@ class SyncService:
         collection: AsyncCollection[dict[str, Any]],
         writer: StampedWriter,
         retention: timedelta,
+        *,
+        max_push_rows: int = MAX_PUSH_ROWS,
     ) -> None:
+        self._max_push_rows = max_push_rows
         self._recipes = collection
         self._writer = writer
         self._retention = retention
@@ -176,8 +179,10 @@ class SyncService:
     async def push(self, viewer: Principal, rows: Sequence[PushRow]) -> list[Recipe]:
         """Apply the rows that fit the server's state (merging stale ones field by field) in
         one transaction; return the master state of every row that conflicts."""
-        if len(rows) > MAX_PUSH_ROWS:
-            raise BadInput.single("recipePushRow", f"send at most {MAX_PUSH_ROWS} rows per push")
+        if len(rows) > self._max_push_rows:
+            raise BadInput.single(
+                "recipePushRow", f"send at most {self._max_push_rows} rows per push"
+            )
         clean = self._validate_rows(rows)
         ids = [row.id for row in clean]
         current = {
