@@ -30,6 +30,8 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/mutations.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .pytest_cache .ruff_cache

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.settings import Settings
 
 
@@ -42,7 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from app.server import serve as run_server
 
-        return run_server(Settings(), host=args.host, port=args.port)
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            print(f"refusing to start: invalid configuration: {problems}", file=sys.stderr)
+            return 2
+        return run_server(settings, host=args.host, port=args.port)
     if args.command == "keys":
         return _keys_generate(args.out, args.type, args.force)
     if args.command == "token":

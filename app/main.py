@@ -30,6 +30,7 @@ from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX
 from app.http.auth_gate import AuthGate
 from app.http.graphql_view import LarderGraphQL
 from app.http.guards import BodyLimit, ReadyGate, TimeLimit
+from app.http.json_errors import JsonErrors
 from app.http.request_id import RequestIdMiddleware
 from app.http.ws import ConnectionLimiter, SessionConfig
 from app.metrics import Metrics, counter, gauge
@@ -236,7 +237,11 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     )
     graphql = ReadyGate(
         BodyLimit(
-            AuthGate(TimeLimit(view, settings.operation_timeout_seconds), verifier, metrics),
+            AuthGate(
+                JsonErrors(TimeLimit(view, settings.operation_timeout_seconds)),
+                verifier,
+                metrics,
+            ),
             settings.max_body_bytes,
         ),
         runtime.is_ready,

@@ -98,6 +98,12 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
     database: EmbeddedDatabase | None = None
     if not settings.mongodb_uri:
+        if settings.is_production:
+            log.warning(
+                "APP_ENV=production with no MONGODB_URI: using the embedded SecantusDB in %s. "
+                "Point MONGODB_URI at a MongoDB replica set for production.",
+                settings.data_dir,
+            )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = EmbeddedDatabase(
             storage=str(settings.data_dir / "db"),
@@ -123,15 +129,18 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         app = create_app(settings, verifier=verifier)
         if not settings.is_production and not settings.jwt_jwks_file and not has_key:
             print(_dev_banner(settings, f"http://{bind_host}:{bind_port}"), file=sys.stderr)
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=bind_host,
             port=bind_port,
             log_config=None,
             proxy_headers=True,
-            ws_ping_interval=None,
+            # Protocol-level pings find dead peers; the app sends its own keep-alives too.
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
             timeout_graceful_shutdown=10,
         )
+        GracefulServer(config, app.state.runtime).run()
     finally:
         if database is not None:
             database.stop()

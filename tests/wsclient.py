@@ -73,13 +73,16 @@ class GraphQLWS:
         data: dict[str, Any] = message["payload"]["data"]
         return data
 
-    async def close_code(self, timeout: float = 10) -> tuple[int | None, str]:
-        """Wait for the server to close; returns (code, reason). Fails if data arrives first."""
+    async def close_code(
+        self, timeout: float = 10, allow: tuple[str, ...] = ()
+    ) -> tuple[int | None, str]:
+        """Wait for the server to close; returns (code, reason). Fails if a message other
+        than keep-alives (and the `allow`ed types) arrives first."""
         try:
             while True:
                 raw = await asyncio.wait_for(self.connection.recv(), timeout)
                 message = json.loads(raw)
-                assert message.get("type") in ("ping", "ka", "pong"), message
+                assert message.get("type") in ("ping", "ka", "pong", *allow), message
         except websockets.ConnectionClosed as closed:
             rcvd = closed.rcvd
             return (rcvd.code, rcvd.reason) if rcvd else (None, "")

@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.graphiql import render_graphiql_html
 from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
 from app.schema import LarderSchema
 from app.schema.context import AppServices, Context
+from app.schema.errors import shape_error
 
 
 class LarderGraphQL(GraphQL[Context, None]):
@@ -54,3 +61,45 @@ class LarderGraphQL(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._ide_html)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors:
+            request_id = request.scope.get("state", {}).get("request_id", "-")
+            result.errors = [shape_error(e, request_id) for e in result.errors]
+        return process_result(result)
+
+    async def execute_single(  # noqa: PLR0917
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, minus subscriptions: over plain HTTP they cannot work here."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as e:
+            raise HTTPException(400, e.as_http_error_reason()) from e
+        except InvalidOperationTypeError as e:
+            if e.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(
+                    400,
+                    "Subscriptions need a WebSocket connection to /graphql "
+                    "(graphql-transport-ws or graphql-ws)",
+                ) from e
+            raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
+        except MissingQueryError as e:
+            raise HTTPException(400, "No GraphQL query found in the request") from e

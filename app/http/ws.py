@@ -200,10 +200,20 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
     keepalive_message = {"type": "ka"}
 
     async def handle(self) -> None:
+        # The legacy protocol has no init timeout of its own: give it graphql-ws's (4408).
+        timeout = self.view.connection_init_wait_timeout.total_seconds()
+        init_timer = asyncio.create_task(self._init_deadline(timeout))
         try:
             await super().handle()
         finally:
+            init_timer.cancel()
             await self._close_session()
+
+    async def _init_deadline(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self._principal is None:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(4408, "Connection initialisation timeout")
 
     async def handle_connection_init(self, message: Any) -> None:
         if self._principal is not None:

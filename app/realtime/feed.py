@@ -113,6 +113,8 @@ class ChangeFeed:
                     log.error("change feed cannot resume (%s); subscribers must refetch", exc)
                     self.resume_token = None
                     self._hub.reset("The change feed lost its position; refetch and resubscribe")
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
                 else:
                     log.warning("change feed failed: %s", exc)
                     await self._pause(backoff)

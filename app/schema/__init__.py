@@ -10,7 +10,6 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -18,7 +17,7 @@ from strawberry.printer import print_schema
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from app.schema.errors import ShapeErrors
+from app.schema.errors import SafeParserCache, ShapeErrors
 from app.schema.mutations import Mutation
 from app.schema.observe import ObserveOperations
 from app.schema.queries import Query
@@ -50,7 +49,7 @@ def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
             ShapeErrors,
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
             # Clients send the same few operations over and over: parse and validate once.
-            ParserCache,
+            SafeParserCache,
             partial(QueryDepthLimiter, max_depth=limits.max_depth),
             partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
             ValidationCache,

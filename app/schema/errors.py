@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
 from graphql import GraphQLError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 
 from app.services.errors import DomainError
 
@@ -38,13 +39,18 @@ def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
                 error.path,
                 extensions=original.extensions,
             )
+        code = (
+            "GRAPHQL_PARSE_FAILED"
+            if error.message.startswith("Syntax Error")
+            else ("GRAPHQL_VALIDATION_FAILED")
+        )
         return GraphQLError(
             error.message,
             error.nodes,
             error.source,
             error.positions,
             error.path,
-            extensions={**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"},
+            extensions={**(error.extensions or {}), "code": code},
         )
     if isinstance(original, ConnectionFailure | ExecutionTimeout):
         log.warning(
@@ -83,11 +89,32 @@ def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
 
 
 class ShapeErrors(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
+    """Shapes the errors of every result: operations, and each event of a subscription."""
+
+    def _shape(self, result: object) -> None:
         errors = getattr(result, "errors", None)
         if result is None or not errors:
             return
         request_id = getattr(self.execution_context.context, "request_id", "-")
-        result.errors = [shape_error(e, request_id) for e in errors]
+        result.errors = [shape_error(e, request_id) for e in errors]  # type: ignore[attr-defined]
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        self._shape(self.execution_context.result)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        self._shape(result)
+        yield
+
+
+class SafeParserCache(ParserCache):
+    """ParserCache raises syntax errors from its hook, which Strawberry's WebSocket path does
+    not expect (the operation ends silently); leave those to Strawberry's own parse."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
