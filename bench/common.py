@@ -167,6 +167,11 @@ def server_environment(
             "LOG_LEVEL": "WARNING",
             "DATA_DIR": str(data_dir),
             "PYTHONPATH": os.pathsep.join(python_path),
+            # Benchmarks measure throughput, not the per-user abuse limits.
+            "RATE_LIMIT_MUTATIONS_PER_SECOND": "1000000",
+            "RATE_LIMIT_MUTATIONS_BURST": "1000000",
+            "RATE_LIMIT_WS_CONNECTS_PER_SECOND": "1000000",
+            "RATE_LIMIT_WS_CONNECTS_BURST": "1000000",
         }
     )
     env.update(extra)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.printer import print_schema
@@ -39,7 +41,25 @@ class QueryLimits:
     max_aliases: int = 30
 
 
+class LimitRules(SchemaExtension):
+    """Adds the depth and alias limit rules. The rule classes are built once per schema:
+    Strawberry's limiter extensions build new ones per request, which defeats
+    ValidationCache (its key includes the rules) and re-validates every request."""
+
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.rules = rules
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.validation_rules = (*context.validation_rules, *self.rules)
+        yield
+
+
 def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
+    rules = (
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    )
     return LarderSchema(
         query=merge_types("Query", (Query, SyncQuery)),
         mutation=merge_types("Mutation", (Mutation, SyncMutation)),
@@ -50,8 +70,7 @@ def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
             partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
             # Clients send the same few operations over and over: parse and validate once.
             SafeParserCache,
-            partial(QueryDepthLimiter, max_depth=limits.max_depth),
-            partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+            partial(LimitRules, rules=rules),
             ValidationCache,
         ],
     )

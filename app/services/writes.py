@@ -3,8 +3,9 @@
 Every write runs in a transaction that also advances a single clock document. Two writers
 therefore always conflict on the clock, so the database serialises them: a write with a larger
 `stamp` commits strictly after every write with a smaller one. Sync pulls rely on this (see
-docs/sync.md). Within one process an asyncio lock queues writers, so the database only sees
-contention between processes.
+docs/sync.md). Within one process, concurrent writes are group-committed (one transaction at a
+time, carrying every write that queued meanwhile), so the database only sees contention
+between processes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 STEP = 0.001  # ms between consecutive stamps
+MAX_BATCH = 64  # ops per group-commit transaction
 CLOCK_ID = "recipes"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -57,7 +59,8 @@ class StampedWriter:
     ) -> None:
         self._recipes = recipes
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._pending: list[tuple[list[Op], asyncio.Future[list[float | None]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def committed_stamp(self) -> float:
         """The largest stamp handed out by a committed write: everything at or below it is
@@ -66,11 +69,61 @@ class StampedWriter:
         return float(clock["stamp"]) if clock and clock.get("stamp") is not None else 0.0
 
     async def apply(self, ops: Sequence[Op]) -> list[float | None]:
-        """Apply `ops` in one transaction; per op, its stamp, or None if its compare-and-set
-        found another version (or, for Create, an existing document)."""
+        """Apply `ops` atomically; per op, its stamp, or None if its compare-and-set found
+        another version (or, for Create, an existing document).
+
+        Concurrent callers are committed together (group commit): while one transaction runs,
+        new requests queue, and the next transaction takes them all, so the database sees one
+        clock update and one bulk write per batch instead of per request.
+        """
         if not ops:
             return []
-        async with self._lock, self._recipes.database.client.start_session() as session:
+        future: asyncio.Future[list[float | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(ops), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._take_batch()
+            ops = [op for request, _ in batch for op in request]
+            try:
+                results = await self._commit(ops)
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            start = 0
+            for request, future in batch:
+                if not future.done():
+                    future.set_result(results[start : start + len(request)])
+                start += len(request)
+
+    def _take_batch(self) -> list[tuple[list[Op], asyncio.Future[list[float | None]]]]:
+        """Whole requests, up to MAX_BATCH ops, never two ops on one recipe (so each op's
+        success can be read back from its own stamp)."""
+        batch: list[tuple[list[Op], asyncio.Future[list[float | None]]]] = []
+        ids: set[str] = set()
+        size = 0
+        for entry in list(self._pending):
+            request, future = entry
+            request_ids = {op.id for op in request}
+            if batch and (size + len(request) > MAX_BATCH or request_ids & ids):
+                continue
+            self._pending.remove(entry)
+            if future.cancelled():
+                continue
+            batch.append(entry)
+            ids |= request_ids
+            size += len(request)
+        return batch
+
+    async def _commit(self, ops: Sequence[Op]) -> list[float | None]:
+        async with self._recipes.database.client.start_session() as session:
 
             async def run(session: AsyncClientSession) -> list[float | None]:
                 return await self._apply(session, ops)
@@ -104,34 +157,32 @@ class StampedWriter:
 
     async def _apply(self, session: AsyncClientSession, ops: Sequence[Op]) -> list[float | None]:
         stamps = await self._reserve(session, len(ops))
-        results: list[float | None] = []
+        writes: list[UpdateOne] = []
         for op, stamp in zip(ops, stamps, strict=True):
             when = stamp_time(stamp)
             if isinstance(op, Create):
-                created = await self._recipes.update_one(
-                    {"_id": op.id},
-                    {
-                        "$setOnInsert": {
-                            **op.doc,
-                            "stamp": stamp,
-                            "created_at": when,
-                            "updated_at": when,
-                        }
-                    },
-                    upsert=True,
-                    session=session,
-                )
-                results.append(stamp if created.upserted_id is not None else None)
+                fields = {**op.doc, "stamp": stamp, "created_at": when, "updated_at": when}
+                writes.append(UpdateOne({"_id": op.id}, {"$setOnInsert": fields}, upsert=True))
             else:
                 query: dict[str, Any] = {"_id": op.id, "version": op.expected_version}
                 if op.alive_only:
                     query["deleted"] = False
                 if op.expected_stamp is not None or op.unstamped:
                     query["stamp"] = op.expected_stamp
-                updated = await self._recipes.update_one(
-                    query,
-                    {"$set": {**op.changes, "stamp": stamp, "updated_at": when}},
-                    session=session,
-                )
-                results.append(stamp if updated.modified_count == 1 else None)
-        return results
+                changes = {**op.changes, "stamp": stamp, "updated_at": when}
+                writes.append(UpdateOne(query, {"$set": changes}))
+        outcome = await self._recipes.bulk_write(writes, ordered=True, session=session)
+        if outcome.modified_count + outcome.upserted_count == len(ops):
+            return list(stamps)
+        # Some compare-and-sets found another version: an op applied iff its recipe now
+        # carries the op's own (unique) stamp. One op per recipe per batch makes this exact.
+        applied = {
+            doc["_id"]: doc.get("stamp")
+            async for doc in self._recipes.find(
+                {"_id": {"$in": [op.id for op in ops]}}, {"stamp": 1}, session=session
+            )
+        }
+        return [
+            stamp if applied.get(op.id) == stamp else None
+            for op, stamp in zip(ops, stamps, strict=True)
+        ]
