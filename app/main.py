@@ -38,6 +38,7 @@ from app.ratelimit import TokenBuckets
 from app.realtime import ChangeFeed, Hub
 from app.schema import QueryLimits, build_schema
 from app.schema.context import AppServices
+from app.schema.fanout import Fanout
 from app.services.adopt import adopt_foreign_writes
 from app.services.recipes import RecipeService
 from app.services.sync import SyncService
@@ -234,6 +235,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         runtime.sessions,
         connection_init_timeout=settings.ws_connection_init_timeout_seconds,
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
+        fanout=Fanout(runtime.hub, schema._schema) if settings.ws_grouped_fanout else None,
     )
     graphql = ReadyGate(
         BodyLimit(

@@ -79,13 +79,13 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure(settings.log_level)
-    has_key = settings.jwt_public_key_file or settings.jwt_jwks_file
+    has_key = settings.jwt_public_key_file or settings.jwt_jwks_file or settings.jwt_jwks_url
     if not has_key:
         if settings.is_production:
             print(
                 "refusing to start: APP_ENV=production needs a verification key. Set "
-                "JWT_PUBLIC_KEY_FILE (PEM) or JWT_JWKS_FILE (JWKS); create a pair with "
-                "`python -m app keys generate --out ./keys`.",
+                "JWT_PUBLIC_KEY_FILE (PEM), JWT_JWKS_FILE or JWT_JWKS_URL (JWKS); create a "
+                "pair with `python -m app keys generate --out ./keys`.",
                 file=sys.stderr,
             )
             return 2
@@ -127,7 +127,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         signal.signal(sig, _exit_cleanly)
     try:
         app = create_app(settings, verifier=verifier)
-        if not settings.is_production and not settings.jwt_jwks_file and not has_key:
+        if not settings.is_production and not has_key:
             print(_dev_banner(settings, f"http://{bind_host}:{bind_port}"), file=sys.stderr)
         config = uvicorn.Config(
             app,
@@ -139,6 +139,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             ws_ping_interval=20,
             ws_ping_timeout=20,
             timeout_graceful_shutdown=10,
+            # Larder logs each operation itself (without query strings, which may hold data).
+            access_log=False,
         )
         GracefulServer(config, app.state.runtime).run()
     finally:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     ws_max_subscriptions_per_connection: int = Field(default=50, ge=1, le=10_000)
     ws_max_connections_per_user: int = Field(default=20, ge=1, le=100_000)
     ws_subscriber_queue: int = Field(default=256, ge=1, le=100_000)
+    # Execute recipeChanged/streamRecipe once per group of alike subscribers (see
+    # app/schema/fanout.py); off runs Strawberry's per-subscriber execution.
+    ws_grouped_fanout: bool = True
 
     # Limits on what one request may ask for
     max_query_depth: int = Field(default=12, ge=2, le=100)
@@ -98,6 +101,14 @@ class Settings(BaseSettings):
                 "HS* and 'none' are refused because Larder must never hold a signing secret"
             )
         return ",".join(algorithms)
+
+    @field_validator("tombstone_retention", "tombstone_purge_interval")
+    @classmethod
+    def _positive_duration(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        least = timedelta(0) if info.field_name == "tombstone_retention" else timedelta(seconds=1)
+        if value < least:
+            raise ValueError(f"must be at least {least.total_seconds():g} s")
+        return value
 
     @property
     def algorithms(self) -> list[str]:

@@ -96,16 +96,21 @@ async def test_junk_kids_do_not_hammer_the_key_server(
 async def test_cache_control_is_honoured(key_server: tuple[KeyServer, str]) -> None:
     server, url = key_server
     server.cache_control = "no-store"
-    verifier = verifier_for(url)
+    verifier = verifier_for(url, jwt_jwks_min_refetch_seconds=0)
     await verifier.verify(server.keys[0].token(sub="a"))
     await verifier.verify(server.keys[0].token(sub="b"))
     assert server.fetches == 2
+    # ...but never more often than JWT_JWKS_MIN_REFETCH_SECONDS, whatever the server says.
+    throttled = verifier_for(url, jwt_jwks_min_refetch_seconds=30)
+    await throttled.verify(server.keys[0].token(sub="c"))
+    await throttled.verify(server.keys[0].token(sub="d"))
+    assert server.fetches == 3
 
 
 async def test_known_keys_survive_a_key_server_outage(key_server: tuple[KeyServer, str]) -> None:
     server, url = key_server
     server.cache_control = "max-age=0"
-    verifier = verifier_for(url)
+    verifier = verifier_for(url, jwt_jwks_min_refetch_seconds=0)
     await verifier.verify(server.keys[0].token(sub="a"))
     server.down = True
     assert (await verifier.verify(server.keys[0].token(sub="b"))).id == "b"

@@ -88,7 +88,9 @@ class RemoteJwks:
             self._expires = time.monotonic() + RETRY_AFTER_FAILURE
             return
         self._keys = keys
-        self._expires = time.monotonic() + self._ttl(response.headers.get("cache-control", ""))
+        # Never refetch more often than min_refetch, whatever the key server says.
+        ttl = max(self._ttl(response.headers.get("cache-control", "")), self.min_refetch)
+        self._expires = time.monotonic() + ttl
         log.info("JWKS loaded", extra={"keys": len(keys), "url": self.url})
 
     def _ttl(self, cache_control: str) -> float:

@@ -21,6 +21,7 @@ from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
 from app.schema import LarderSchema
 from app.schema.context import AppServices, Context
 from app.schema.errors import shape_error
+from app.schema.fanout import Fanout, Planner
 
 
 class LarderGraphQL(GraphQL[Context, None]):
@@ -35,6 +36,7 @@ class LarderGraphQL(GraphQL[Context, None]):
         *,
         connection_init_timeout: float,
         max_subscriptions_per_connection: int,
+        fanout: Fanout | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -45,6 +47,8 @@ class LarderGraphQL(GraphQL[Context, None]):
         )
         self._services = services
         self.session_config = session_config
+        self.fanout: Fanout | None = fanout
+        self.planner = Planner(schema._schema, schema.limit_rules)
         self._ide_html = render_graphiql_html()
 
     async def get_context(

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
@@ -27,6 +31,10 @@ from app.auth.verifier import AuthError, TokenVerifier, bearer_token
 from app.metrics import Metrics
 from app.ratelimit import TokenBuckets, retry_after_header
 from app.schema.context import Context
+from app.schema.fanout import Fanout, Plan, Subscriber, error_payload
+from app.schema.fanout_fields import prepare
+
+log = logging.getLogger("larder.ws")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_FORBIDDEN = 4403
@@ -107,6 +115,67 @@ class _Session:
     context: Context
     view: Any
     keepalive_message: dict[str, str]
+    data_type: str
+
+    def _plan(self, payload: Any) -> Plan | None:
+        query = payload.get("query") if isinstance(payload, Mapping) else None
+        if not isinstance(query, str) or self.view.fanout is None:
+            return None
+        name = payload.get("operationName")
+        plan: Plan | None = self.view.planner.plan(query, name if isinstance(name, str) else None)
+        return plan
+
+    async def _finish(self, op_id: str, operation: Any) -> None:
+        raise NotImplementedError
+
+    async def _run_fanout(self, op_id: str, plan: Plan, variables: Any, operation: Any) -> None:
+        """One subscription served by the grouped fan-out, until it ends or is cancelled."""
+        fanout: Fanout = self.view.fanout
+        envelope = f'{{"id":{json.dumps(op_id)},"type":"{self.data_type}","payload":'
+        try:
+            key, group, classify = await prepare(
+                fanout.schema,
+                plan,
+                variables if isinstance(variables, dict) else None,
+                self.context,
+            )
+        except GraphQLError as error:
+            await self.websocket.ws.send_text(f"{envelope}{error_payload(error)}}}")
+            await self._finish(op_id, operation)
+            return
+        except Exception:
+            log.exception("could not start a subscription")
+            await self.websocket.ws.send_text(
+                f"{envelope}{error_payload(GraphQLError('Internal server error'))}}}"
+            )
+            await self._finish(op_id, operation)
+            return
+        stats = fanout.hub.stats
+
+        def delivered() -> None:
+            stats.delivered += 1
+
+        subscriber = Subscriber(
+            op_id=op_id,
+            classify=classify,
+            send=self.websocket.ws.send_text,
+            envelope=envelope,
+            limit=fanout.hub.queue_limit,
+            on_delivered=delivered,
+        )
+        await fanout.add(key, group, subscriber, replay=plan.field == "streamRecipe")
+        try:
+            ended = await subscriber.run()
+            await self.websocket.ws.send_text(f"{envelope}{error_payload(ended)}}}")
+            await self._finish(op_id, operation)
+        except asyncio.CancelledError:
+            if operation is None:  # legacy protocol: a stopped operation is completed
+                with contextlib.suppress(Exception):
+                    await self._finish(op_id, operation)
+            raise
+        finally:
+            await fanout.remove(key, subscriber)
+
     _principal: Principal | None = None
     _tasks: tuple[asyncio.Task[None], ...] = ()
 
@@ -176,6 +245,38 @@ class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None])
     """graphql-transport-ws (graphql-ws, Apollo Client)."""
 
     keepalive_message = {"type": "ping"}
+    data_type = "next"
+
+    async def handle_subscribe(self, message: Any) -> None:
+        payload = message.get("payload") or {}
+        plan = self._plan(payload)
+        if plan is None or not self.connection_acknowledged:
+            await super().handle_subscribe(message)
+            return
+        op_id = message["id"]
+        if op_id in self.operations:
+            await self.websocket.close(code=4409, reason=f"Subscriber for {op_id} already exists")
+            return
+        limit = self.max_subscriptions_per_connection
+        if limit is not None and len(self.operations) >= limit:
+            await self.send_message(
+                {
+                    "id": op_id,
+                    "type": "error",
+                    "payload": [{"message": "Subscription limit reached"}],
+                }
+            )
+            return
+        operation = Operation(
+            self, op_id, payload["query"], payload.get("variables"), payload.get("operationName")
+        )
+        operation.task = asyncio.create_task(
+            self._run_fanout(op_id, plan, payload.get("variables"), operation)
+        )
+        self.operations[op_id] = operation
+
+    async def _finish(self, op_id: str, operation: Any) -> None:
+        await operation.send_operation_message({"id": op_id, "type": "complete"})
 
     async def handle(self) -> None:
         try:
@@ -198,6 +299,30 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol (subscriptions-transport-ws, older mobile clients)."""
 
     keepalive_message = {"type": "ka"}
+    data_type = "data"
+
+    async def handle_start(self, message: Any) -> None:
+        payload = message.get("payload") or {}
+        plan = self._plan(payload)
+        if plan is None or not self.connection_acknowledged:
+            await super().handle_start(message)
+            return
+        op_id = message["id"]
+        if op_id in self.tasks:
+            await self.cleanup_operation(op_id)
+        limit = self.max_subscriptions_per_connection
+        if limit is not None and len(self.tasks) >= limit:
+            await self.send_message(
+                {"type": "error", "id": op_id, "payload": {"message": "Subscription limit reached"}}
+            )
+            return
+        self.tasks[op_id] = asyncio.create_task(
+            self._run_fanout(op_id, plan, payload.get("variables"), None)
+        )
+
+    async def _finish(self, op_id: str, operation: Any) -> None:
+        await self.send_message({"type": "complete", "id": op_id})
+        self.tasks.pop(op_id, None)
 
     async def handle(self) -> None:
         # The legacy protocol has no init timeout of its own: give it graphql-ws's (4408).

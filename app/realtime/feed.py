@@ -90,6 +90,10 @@ class ChangeFeed:
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
+            # The stream's token advances on every batch, events or not (postBatchResumeToken):
+            # resuming from it misses nothing even if no event had arrived yet.
+            if stream.resume_token is not None:
+                self.resume_token = stream.resume_token
             with contextlib.suppress(PyMongoError):
                 await stream.close()
 
@@ -111,6 +115,7 @@ class ChangeFeed:
                 await self._close_stream()
                 if exc.code in _HISTORY_LOST:
                     log.error("change feed cannot resume (%s); subscribers must refetch", exc)
+                    self._stream = None
                     self.resume_token = None
                     self._hub.reset("The change feed lost its position; refetch and resubscribe")
                     await self._pause(backoff)

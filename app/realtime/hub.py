@@ -126,10 +126,33 @@ class Hub:
         self.published = 0
         self.overflowed = 0
         self.stats = HubStats()
+        # Synchronous consumers that see every event first (the grouped fan-out), and how
+        # many client subscriptions they serve.
+        self._listeners: list[Callable[[RecipeEvent], None]] = []
+        self._external = 0
+        self._reset_listeners: list[Callable[[ResyncRequired], None]] = []
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._subscribers) + self._external
+
+    @property
+    def recent(self) -> tuple[RecipeEvent, ...]:
+        return tuple(self._recent)
+
+    def listen(
+        self,
+        listener: Callable[[RecipeEvent], None],
+        on_reset: Callable[[ResyncRequired], None] | None = None,
+    ) -> None:
+        self._listeners.append(listener)
+        if on_reset is not None:
+            self._reset_listeners.append(on_reset)
+
+    async def count_external(self, delta: int) -> None:
+        """A listener gained or lost a client subscription (for counts and readiness)."""
+        self._external += delta
+        await self._notify()
 
     @asynccontextmanager
     async def subscribe(
@@ -161,11 +184,16 @@ class Hub:
     async def wait_for_subscribers(self, count: int) -> None:
         """Return once exactly `count` subscriptions are registered (readiness checks)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._subscribers) == count)
+            await self._changed.wait_for(lambda: self.subscriber_count == count)
 
     def publish(self, event: RecipeEvent) -> None:
         self.published += 1
         self._recent.append(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("change listener failed")
         for subscription in [*self._subscribers, *self._internal]:
             try:
                 if not subscription.offer(event):
@@ -178,3 +206,5 @@ class Hub:
         """The feed lost its place (e.g. resume token too old): every subscriber must refetch."""
         for subscription in [*self._subscribers, *self._internal]:
             subscription.end(ResyncRequired(reason))
+        for on_reset in self._reset_listeners:
+            on_reset(ResyncRequired(reason))

@@ -28,6 +28,8 @@ from app.schema.sync import SyncMutation, SyncQuery, SyncSubscription
 
 
 class LarderSchema(strawberry.Schema):
+    limit_rules: tuple[type[ASTValidationRule], ...] = ()
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -60,7 +62,7 @@ def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
     )
-    return LarderSchema(
+    schema = LarderSchema(
         query=merge_types("Query", (Query, SyncQuery)),
         mutation=merge_types("Mutation", (Mutation, SyncMutation)),
         subscription=merge_types("Subscription", (Subscription, SyncSubscription)),
@@ -74,6 +76,8 @@ def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
             ValidationCache,
         ],
     )
+    schema.limit_rules = rules
+    return schema
 
 
 def schema_sdl() -> str:

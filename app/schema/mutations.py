@@ -51,7 +51,10 @@ class Mutation:
     async def delete_recipe(
         self, info: Info, id: strawberry.ID, expected_version: int
     ) -> DeleteRecipeResult:
-        result = await info.context.recipes.delete(info.context.viewer(), str(id), expected_version)
+        result = await info.context.recipes.delete(
+            info.context.guard_mutation(), str(id), expected_version
+        )
         if isinstance(result, service.VersionConflict):
+            info.context.conflict("deleteRecipe")
             return conflict_type(result)
         return RecipeDeleted(id=strawberry.ID(result.id), version=result.version)

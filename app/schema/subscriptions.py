@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
+from typing import Any
 
 import strawberry
 
+from app.auth.principal import Principal
+from app.realtime.events import RecipeEvent
 from app.realtime.hub import SubscriptionEnded
 from app.schema.context import Info
 from app.schema.errors import ClientError
+from app.schema.fanout import Classify, Materialize
 from app.schema.inputs import RecipeChangeFilter
 from app.schema.types import ChangeKind, Recipe, RecipeChange
-from app.services.live import ChangeFilter, LiveChange, view_change
+from app.services.live import (
+    ChangeFilter,
+    LiveChange,
+    classify_change,
+    materialize_change,
+    view_change,
+)
 
 
 def _build_filter(flt: RecipeChangeFilter | None) -> ChangeFilter:
@@ -49,3 +59,23 @@ class Subscription:
                     )
             except SubscriptionEnded as ended:
                 raise ClientError(str(ended), ended.code) from ended
+
+
+def recipe_changed_fanout(
+    viewer: Principal, filter_arg: RecipeChangeFilter | None
+) -> tuple[Classify, Materialize]:
+    """The grouped fan-out's view of `recipeChanged` (see app/schema/fanout.py)."""
+    change_filter = _build_filter(filter_arg)
+
+    def classify(event: RecipeEvent) -> Hashable | None:
+        return classify_change(viewer, change_filter, event)
+
+    def materialize(event: RecipeEvent, answer: Any) -> RecipeChange:
+        change = materialize_change(event, *answer)
+        return RecipeChange(
+            kind=ChangeKind(change.kind.value),
+            recipe=Recipe.from_model(change.recipe),
+            version=change.recipe.version,
+        )
+
+    return classify, materialize

@@ -5,16 +5,19 @@ Field names here are what RxDB's GraphQL replication sends; keep them exactly.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from typing import Annotated, Any
 
 import strawberry
 
+from app.auth.principal import Principal
 from app.auth.verifier import AuthError
 from app.models.recipe import Recipe as RecipeModel
+from app.realtime.events import RecipeEvent
 from app.realtime.hub import SubscriptionEnded
 from app.schema.context import Info
 from app.schema.errors import ClientError
+from app.schema.fanout import Classify, Materialize
 from app.schema.inputs import IngredientInput
 from app.schema.types import Ingredient, Recipe, Visibility
 from app.schema.values import editable_values
@@ -250,3 +253,16 @@ class SyncSubscription:
                     yield _bulk(batch, service.Checkpoint(id=last.id, updated_at=_stamp(last)))
             except SubscriptionEnded as ended:
                 raise ClientError(str(ended), ended.code) from ended
+
+
+def stream_recipe_fanout(viewer: Principal) -> tuple[Classify, Materialize]:
+    """The grouped fan-out's view of `streamRecipe` (see app/schema/fanout.py)."""
+
+    def classify(event: RecipeEvent) -> Hashable | None:
+        return service.classify_stream(viewer, event)
+
+    def materialize(event: RecipeEvent, answer: Any) -> RecipePullBulk:
+        recipe = service.materialize_stream(event, answer)
+        return _bulk([recipe], service.Checkpoint(id=recipe.id, updated_at=_stamp(recipe)))
+
+    return classify, materialize

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from app.auth.principal import Principal
 from app.models.recipe import EDITABLE_FIELDS, Recipe
@@ -67,7 +68,15 @@ def _sees(viewer: Principal, flt: ChangeFilter, recipe: Recipe | None) -> bool:
     )
 
 
-def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> LiveChange | None:
+Tag = Literal["after", "gone"]
+"""Which state a viewer is shown: the new one, or its last readable one marked deleted."""
+
+
+def classify_change(
+    viewer: Principal, flt: ChangeFilter, event: RecipeEvent
+) -> tuple[ChangeKind, Tag] | None:
+    """What `viewer` should be told about `event`, as (kind, state), or None. Viewers with the
+    same answer get the same message, so it is rendered once for all of them."""
     before, after = event.before, event.after
     if before is not None and after is not None and same_content(before, after):
         return None  # bookkeeping only (e.g. a foreign write being adopted)
@@ -77,20 +86,33 @@ def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> Liv
         # No pre-image (database without pre-images, or a change by another program):
         # judge on the new state alone.
         if sees and after is not None:
-            kind = ChangeKind.CREATED if after.version == 1 else ChangeKind.UPDATED
-            return LiveChange(kind, after)
+            return (ChangeKind.CREATED if after.version == 1 else ChangeKind.UPDATED), "after"
         if after is not None and after.deleted and _sees(viewer, flt, _alive(after)):
-            return LiveChange(ChangeKind.DELETED, after)
+            return ChangeKind.DELETED, "after"
         return None
-    if sees and after is not None:
-        return LiveChange(ChangeKind.UPDATED if saw else ChangeKind.CREATED, after)
-    if saw and before is not None:
+    if sees:
+        return (ChangeKind.UPDATED if saw else ChangeKind.CREATED), "after"
+    if saw:
         # Deleted, or no longer visible to this viewer: tell it to drop the copy it has,
         # without revealing the new state it may no longer read.
-        version = after.version if after is not None else before.version
-        gone = before.model_copy(update={"deleted": True, "version": version})
-        return LiveChange(ChangeKind.DELETED, gone)
+        return ChangeKind.DELETED, "gone"
     return None
+
+
+def materialize_change(event: RecipeEvent, kind: ChangeKind, tag: Tag) -> LiveChange:
+    after, before = event.after, event.before
+    if tag == "after":
+        assert after is not None
+        return LiveChange(kind, after)
+    assert before is not None
+    version = after.version if after is not None else before.version
+    gone: Recipe = before.model_copy(update={"deleted": True, "version": version})
+    return LiveChange(kind, gone)
+
+
+def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> LiveChange | None:
+    answer = classify_change(viewer, flt, event)
+    return None if answer is None else materialize_change(event, *answer)
 
 
 def same_content(before: Recipe, after: Recipe) -> bool:

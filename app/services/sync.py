@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -100,19 +100,35 @@ def _blank_tombstone(recipe: Recipe) -> Recipe:
     return gone
 
 
-def stream_view(viewer: Principal, event: RecipeEvent) -> Recipe | None:
-    """The sync document a viewer's stream gets for a change, or None."""
+StreamTag = Literal["after", "blank"]
+
+
+def classify_stream(viewer: Principal, event: RecipeEvent) -> StreamTag | None:
+    """Which sync document a viewer's stream gets for a change (the new state, or a
+    content-free tombstone), or None."""
     after = event.after
     if after is None:
         return None  # hard delete (tombstone purge): clients already have the tombstone
     if event.before is not None and same_content(event.before, after):
         return None  # bookkeeping only (e.g. a foreign write being adopted)
     if permissions.can_read(viewer, after):
-        return after
+        return "after"
     if event.before is not None:
         could = not event.before.deleted and permissions.can_read(viewer, event.before)
-        return _blank_tombstone(after) if could else None
-    return view_for(viewer, after)
+        return "blank" if could else None
+    view = view_for(viewer, after)
+    return None if view is None else "blank"
+
+
+def materialize_stream(event: RecipeEvent, tag: StreamTag) -> Recipe:
+    assert event.after is not None
+    return event.after if tag == "after" else _blank_tombstone(event.after)
+
+
+def stream_view(viewer: Principal, event: RecipeEvent) -> Recipe | None:
+    """The sync document a viewer's stream gets for a change, or None."""
+    tag = classify_stream(viewer, event)
+    return None if tag is None else materialize_stream(event, tag)
 
 
 class SyncService:

@@ -1,0 +1,229 @@
+"""Grouped fan-out for `recipeChanged` and `streamRecipe` over WebSockets.
+
+The usual design executes a subscription's selection set for every subscriber on every
+event. Here subscribers with the same operation (document, operation name, variables) form a
+group; per event, each subscriber's permission check yields an answer such as
+(UPDATED, new state) or (DELETED, last readable state), and the selection set is executed and
+serialised once per distinct answer in a group. Every subscriber with that answer gets the
+same bytes (only the operation id in the envelope differs). Authorization stays per
+subscriber: the answer, not the group, decides what a viewer may see.
+
+Each subscriber keeps a bounded queue of ready-to-send messages drained by its own task, so a
+slow socket delays nobody and memory stays bounded (overflow ends the subscription with
+SUBSCRIPTION_OVERFLOW).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    specified_rules,
+    validate,
+)
+
+from app.realtime.events import RecipeEvent
+from app.realtime.hub import Hub, ResyncRequired, SubscriberOverflow, SubscriptionEnded
+
+log = logging.getLogger("larder.fanout")
+
+FANOUT_FIELDS = frozenset({"recipeChanged", "streamRecipe"})
+
+# Decides, per subscriber and event, which shared answer it gets (None: nothing).
+Classify = Callable[[RecipeEvent], Hashable | None]
+# Builds the root value for an answer (once per event and answer).
+Materialize = Callable[[RecipeEvent, Any], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A validated single-field subscription the fan-out can serve."""
+
+    field: str
+    document: DocumentNode
+    operation_name: str | None
+
+
+class Planner:
+    def __init__(self, schema: GraphQLSchema, extra_rules: tuple[Any, ...]) -> None:
+        self._schema = schema
+        self._rules = (*specified_rules, *extra_rules)
+        self.plan = lru_cache(maxsize=256)(self._plan)
+
+    def _plan(self, query: str, operation_name: str | None) -> Plan | None:
+        """A plan, or None to leave the operation to Strawberry (which reports any errors)."""
+        try:
+            document = parse(query)
+        except GraphQLError:
+            return None
+        if validate(self._schema, document, self._rules):
+            return None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is not None:
+            operations = [o for o in operations if o.name and o.name.value == operation_name]
+        if len(operations) != 1 or operations[0].operation is not OperationType.SUBSCRIPTION:
+            return None
+        selections = operations[0].selection_set.selections
+        if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+            return None
+        name = selections[0].name.value
+        if name not in FANOUT_FIELDS or selections[0].directives:
+            return None
+        return Plan(field=name, document=document, operation_name=operation_name)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    op_id: str
+    classify: Classify
+    send: Callable[[str], Awaitable[None]]
+    envelope: str  # '{"id":"1","type":"next","payload":' (the closing brace is added)
+    limit: int
+    on_delivered: Callable[[], None]
+    items: deque[str] = field(default_factory=deque)
+    error: SubscriptionEnded | None = None
+    _waiter: asyncio.Future[None] | None = None
+
+    def push(self, payload: str) -> bool:
+        if self.error is not None:
+            return True
+        if len(self.items) >= self.limit:
+            self.end(
+                SubscriberOverflow(
+                    f"Subscriber fell more than {self.limit} changes behind; "
+                    "refetch and subscribe again"
+                )
+            )
+            return False
+        self.items.append(f"{self.envelope}{payload}}}")
+        self._wake()
+        return True
+
+    def end(self, error: SubscriptionEnded) -> None:
+        self.error = error
+        self.items.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def run(self) -> SubscriptionEnded:
+        """Send queued messages until the subscription ends; returns why it ended."""
+        while True:
+            while self.items:
+                await self.send(self.items.popleft())
+                self.on_delivered()
+            if self.error is not None:
+                return self.error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+@dataclass(eq=False)
+class Group:
+    plan: Plan
+    variables: dict[str, Any]
+    materialize: Materialize
+    context: Any
+    members: set[Subscriber] = field(default_factory=set)
+
+
+class Fanout:
+    """Registered as a hub listener: renders each event once per (group, answer)."""
+
+    def __init__(self, hub: Hub, schema: GraphQLSchema) -> None:
+        self.hub = hub
+        self.schema = schema
+        self.groups: dict[tuple[Hashable, ...], Group] = {}
+        self.renders = 0
+        hub.listen(self.on_event, on_reset=self.on_reset)
+
+    async def add(
+        self, key: tuple[Hashable, ...], group: Group, subscriber: Subscriber, replay: bool
+    ) -> Group:
+        shared = self.groups.setdefault(key, group)
+        if replay:
+            for event in self.hub.recent:
+                self._deliver(shared, event, [subscriber])
+        shared.members.add(subscriber)
+        await self.hub.count_external(1)
+        return shared
+
+    async def remove(self, key: tuple[Hashable, ...], subscriber: Subscriber) -> None:
+        group = self.groups.get(key)
+        if group is not None:
+            group.members.discard(subscriber)
+            if not group.members:
+                del self.groups[key]
+        await self.hub.count_external(-1)
+
+    def on_event(self, event: RecipeEvent) -> None:
+        for group in list(self.groups.values()):
+            self._deliver(group, event, list(group.members))
+
+    def on_reset(self, error: ResyncRequired) -> None:
+        for group in self.groups.values():
+            for subscriber in group.members:
+                subscriber.end(error)
+
+    def _deliver(self, group: Group, event: RecipeEvent, members: list[Subscriber]) -> None:
+        buckets: dict[Hashable, list[Subscriber]] = {}
+        for subscriber in members:
+            try:
+                answer = subscriber.classify(event)
+            except Exception:
+                log.exception("subscriber filter failed; ending that subscription")
+                subscriber.end(SubscriptionEnded("Internal server error"))
+                continue
+            if answer is not None:
+                buckets.setdefault(answer, []).append(subscriber)
+        for answer, subscribers in buckets.items():
+            payload = self._render(group, group.materialize(event, answer))
+            for subscriber in subscribers:
+                if not subscriber.push(payload):
+                    self.hub.overflowed += 1
+
+    def _render(self, group: Group, root: object) -> str:
+        self.renders += 1
+        result = execute(
+            self.schema,
+            group.plan.document,
+            root_value=root,
+            context_value=group.context,
+            variable_values=group.variables,
+            operation_name=group.plan.operation_name,
+        )
+        assert not asyncio.iscoroutine(result), "subscription fields must resolve synchronously"
+        payload: dict[str, Any] = {"data": result.data}  # type: ignore[union-attr]
+        if result.errors:  # type: ignore[union-attr]
+            payload["errors"] = [e.formatted for e in result.errors]  # type: ignore[union-attr]
+        return json.dumps(payload, separators=(",", ":"), default=str)
+
+
+def error_payload(error: SubscriptionEnded | GraphQLError, code: str | None = None) -> str:
+    extensions = {"code": code or getattr(error, "code", "INTERNAL_SERVER_ERROR")}
+    if isinstance(error, GraphQLError) and error.extensions:
+        extensions = dict(error.extensions)
+    return json.dumps(
+        {"data": None, "errors": [{"message": str(error), "extensions": extensions}]},
+        separators=(",", ":"),
+    )
