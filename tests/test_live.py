@@ -384,3 +384,76 @@ async def test_slow_consumer_does_not_delay_a_fast_one(
     assert "refetch" in ended["message"]
     slow.close()
     await fast.close()
+
+
+async def test_alike_subscribers_share_one_rendering(
+    api: Api, server: LiveServer, runtime: Any, rsa_keys: KeyPair
+) -> None:
+    """Grouped fan-out: one execution per (operation, answer), not per subscriber."""
+    subscribers = [
+        await subscribe(server, runtime, rsa_keys, user)
+        for user in ("alice", "bob", "carol", "alice")
+    ]
+    view_fanout = _fanout(server)
+    before = view_fanout.renders
+    await create(api, user="alice", id="pub", title="For everyone", visibility="PUBLIC")
+    for ws in subscribers:
+        assert (await ws.next_data())["recipeChanged"]["recipe"]["id"] == "pub"
+    assert view_fanout.renders - before == 1
+    # Taking bob's access away splits the answers: DELETED (old state) for bob vs UPDATED.
+    await api.data(
+        UPSERT,
+        {
+            "input": {
+                "id": "pub",
+                "expectedVersion": 1,
+                "title": "Mine",
+                "visibility": "PRIVATE",
+                "collaborators": ["carol"],
+            }
+        },
+    )
+    kinds = [(await ws.next_data())["recipeChanged"] for ws in subscribers[:3]]
+    assert [k["kind"] for k in kinds] == ["UPDATED", "DELETED", "UPDATED"]
+    assert kinds[1]["recipe"]["title"] == "For everyone"
+    assert view_fanout.renders - before == 3
+    for ws in subscribers:
+        await ws.close()
+
+
+def _fanout(server: LiveServer) -> Any:
+    from app.http.graphql_view import LarderGraphQL
+
+    app = server.app
+    while not isinstance(app, LarderGraphQL):  # unwrap the ASGI guards around the view
+        app = (
+            app.app
+            if hasattr(app, "app")
+            else next(r.app for r in app.routes if getattr(r, "path", "") == "/graphql")
+        )
+    return app.fanout
+
+
+@pytest.fixture
+async def per_subscriber_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
+    live = LiveServer(create_app(settings.model_copy(update={"ws_grouped_fanout": False})))
+    await live.start()
+    yield live
+    await live.stop()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])
+async def test_per_subscriber_execution_still_works(
+    per_subscriber_server: LiveServer, rsa_keys: KeyPair, protocol: str
+) -> None:
+    server = per_subscriber_server
+    runtime = server.app.state.runtime
+    assert _fanout(server) is None
+    ws = await subscribe(server, runtime, rsa_keys, protocol=protocol)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        api = Api(http, rsa_keys)
+        recipe = await create(api, title="Slow path")
+        await api.data(DELETE, {"id": recipe["id"], "v": 1})
+    kinds = [(await ws.next_data())["recipeChanged"]["kind"] for _ in range(2)]
+    assert kinds == ["CREATED", "DELETED"]
+    await ws.close()
