@@ -340,7 +340,9 @@ async def test_stream_with_an_invalid_headers_token_is_refused(
     )
     await ws.subscribe(STREAM, {"headers": {"authorization": "Bearer forged"}})
     message = await ws.receive()
-    errors = message["payload"]["errors"] if "errors" in message["payload"] else message["payload"]
+    assert message["type"] == "error", message  # ends the operation; clients resubscribe
+    payload = message["payload"]
+    errors = payload if isinstance(payload, list) else [payload]
     assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
     await ws.close()
 
@@ -355,22 +357,60 @@ async def short_retention(settings: Settings, mongo: Any) -> AsyncIterator[LiveS
     await live.stop()
 
 
-async def test_tombstones_are_purged_and_old_checkpoints_must_resync(
+async def test_tombstones_are_purged_and_only_checkpoints_that_missed_them_must_resync(
     short_retention: LiveServer, rsa_keys: KeyPair, mongo: Any
 ) -> None:
+    """Retention 0: every tombstone is purgeable at once."""
     async with httpx.AsyncClient(base_url=short_retention.url) as http:
         api = Api(http, rsa_keys)
         await create(api, id="old")
+        behind = (await api.data(PULL, {"checkpoint": None, "limit": 10}))["pullRecipe"]
         await api.data(DELETE, {"id": "old", "v": 1})
         await create(api, id="alive")
-        bulk = (await api.data(PULL, {"checkpoint": None, "limit": 10}))["pullRecipe"]
-        checkpoint = bulk["checkpoint"]
-        assert await short_retention.app.state.runtime.services.sync.purge_tombstones() == 1
+        current = (await api.data(PULL, {"checkpoint": None, "limit": 10}))["pullRecipe"]
+        assert [d["_deleted"] for d in current["documents"]] == [True, False]
+        sync = short_retention.app.state.runtime.services.sync
+        assert await sync.purge_tombstones() == 1
         assert await mongo.recipes.count_documents({"_id": "old"}) == 0
         assert await mongo.recipes.count_documents({"_id": "alive"}) == 1
-        error = await api.error(PULL, {"checkpoint": checkpoint, "limit": 10})
+        # A client that already has the tombstone carries on, however old its checkpoint.
+        fine = await api.data(PULL, {"checkpoint": current["checkpoint"], "limit": 10})
+        assert fine["pullRecipe"]["documents"] == []
+        # A new device's first pull works too.
+        first = (await api.data(PULL, {"checkpoint": None, "limit": 1}))["pullRecipe"]
+        assert [d["id"] for d in first["documents"]] == ["alive"]
+        # A client whose checkpoint is before the purged deletion must start over.
+        error = await api.error(PULL, {"checkpoint": behind["checkpoint"], "limit": 10})
         assert error["extensions"]["code"] == "CHECKPOINT_EXPIRED"
-        assert "Resync from scratch" in error["message"]
+        assert "resync from scratch" in error["message"]
+        # Its stale edit of the purged recipe does not bring it back.
+        stale = behind["documents"][0]
+        conflicts = await push(
+            api, [{"assumedMasterState": stale, "newDocumentState": {**stale, "title": "zombie"}}]
+        )
+        assert [(c["id"], c["_deleted"]) for c in conflicts] == [("old", True)]
+        assert await mongo.recipes.count_documents({"_id": "old"}) == 0
+
+
+async def test_a_pushed_new_recipe_can_be_edited_before_the_client_learns_its_version(
+    api: Api,
+) -> None:
+    """RxDB keeps its own pushed document (no version) as the assumed master."""
+    new = doc("fresh", "First")
+    assert await push(api, [{"newDocumentState": new}]) == []
+    assert (
+        await push(
+            api, [{"assumedMasterState": new, "newDocumentState": {**new, "title": "Second"}}]
+        )
+        == []
+    )
+    final = (await pull_all(api))[0]["fresh"]
+    assert (final["title"], final["version"]) == ("Second", 2)
+    # A stale copy without a version that differs from the server is still a conflict.
+    conflicts = await push(
+        api, [{"assumedMasterState": new, "newDocumentState": {**new, "title": "Third"}}]
+    )
+    assert [c["title"] for c in conflicts] == ["Second"]
 
 
 async def _write_storm(api: Api, ids: list[str], rounds: int) -> None:

@@ -164,9 +164,10 @@ class StuckClient:
         """Start reading again; return the first GraphQL error the subscription ended with."""
         while True:
             message = self._read_message()
-            errors = message.get("payload", {}).get("errors") if message.get("payload") else None
             if message.get("type") == "error":
                 errors = message["payload"]
+            else:
+                errors = (message.get("payload") or {}).get("errors")
             if errors:
                 error: dict[str, Any] = errors[0]
                 return error

@@ -3,7 +3,8 @@ per-user connection limits. Subscriptions themselves are Strawberry's.
 
 Close codes (documented in docs/protocol.md):
   4403  missing or invalid token (nothing is sent before the close)
-  4429  too many connections (or connection attempts) for this user
+  4429  too many open connections for this user
+  1013  too many connection attempts (rate limit), or the database is not ready: retry later
   1001  the server is shutting down: reconnect (to another instance)
   4440  the token expired: reconnect with a fresh token
 """
@@ -31,12 +32,13 @@ from app.auth.verifier import AuthError, TokenVerifier, bearer_token
 from app.metrics import Metrics
 from app.ratelimit import TokenBuckets, retry_after_header
 from app.schema.context import Context
-from app.schema.fanout import Fanout, Plan, Subscriber, error_payload
+from app.schema.fanout import Fanout, Plan, Subscriber, error_entry
 from app.schema.fanout_fields import prepare
 
 log = logging.getLogger("larder.ws")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 CLOSE_TOKEN_EXPIRED = 4440
@@ -128,6 +130,11 @@ class _Session:
     async def _finish(self, op_id: str, operation: Any) -> None:
         raise NotImplementedError
 
+    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
+        """End an operation with an `error` message (clients such as RxDB recover from it by
+        resubscribing; a `next` carrying errors looks like data to them)."""
+        raise NotImplementedError
+
     async def _run_fanout(self, op_id: str, plan: Plan, variables: Any, operation: Any) -> None:
         """One subscription served by the grouped fan-out, until it ends or is cancelled."""
         fanout: Fanout = self.view.fanout
@@ -140,15 +147,11 @@ class _Session:
                 self.context,
             )
         except GraphQLError as error:
-            await self.websocket.ws.send_text(f"{envelope}{error_payload(error)}}}")
-            await self._finish(op_id, operation)
+            await self._fail(op_id, operation, error_entry(error))
             return
         except Exception:
             log.exception("could not start a subscription")
-            await self.websocket.ws.send_text(
-                f"{envelope}{error_payload(GraphQLError('Internal server error'))}}}"
-            )
-            await self._finish(op_id, operation)
+            await self._fail(op_id, operation, error_entry(GraphQLError("Internal server error")))
             return
         stats = fanout.hub.stats
 
@@ -166,8 +169,7 @@ class _Session:
         await fanout.add(key, group, subscriber, replay=plan.field == "streamRecipe")
         try:
             ended = await subscriber.run()
-            await self.websocket.ws.send_text(f"{envelope}{error_payload(ended)}}}")
-            await self._finish(op_id, operation)
+            await self._fail(op_id, operation, error_entry(ended))
         except asyncio.CancelledError:
             if operation is None:  # legacy protocol: a stopped operation is completed
                 with contextlib.suppress(Exception):
@@ -196,7 +198,7 @@ class _Session:
         if wait is not None:
             config.metrics.rate_limited.labels("ws_connect").inc()
             await self.websocket.close(
-                CLOSE_TOO_MANY_CONNECTIONS,
+                CLOSE_TRY_AGAIN_LATER,
                 f"Too many connection attempts; retry in {retry_after_header(wait)} s",
             )
             return False
@@ -278,6 +280,9 @@ class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None])
     async def _finish(self, op_id: str, operation: Any) -> None:
         await operation.send_operation_message({"id": op_id, "type": "complete"})
 
+    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
+        await operation.send_operation_message({"id": op_id, "type": "error", "payload": [error]})
+
     async def handle(self) -> None:
         try:
             await super().handle()
@@ -323,6 +328,10 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
     async def _finish(self, op_id: str, operation: Any) -> None:
         await self.send_message({"type": "complete", "id": op_id})
         self.tasks.pop(op_id, None)
+
+    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
+        await self.websocket.send_json({"type": "error", "id": op_id, "payload": error})
+        await self._finish(op_id, operation)
 
     async def handle(self) -> None:
         # The legacy protocol has no init timeout of its own: give it graphql-ws's (4408).

@@ -87,6 +87,8 @@ class Recipe(Document):
                 [("audience", ASCENDING), ("stamp", ASCENDING), ("_id", ASCENDING)],
                 name="audience_stamp",
             ),
+            # pullRecipe() for admins (every recipe, in sync order).
+            IndexModel([("stamp", ASCENDING), ("_id", ASCENDING)], name="stamp"),
             # Tombstone purge.
             IndexModel([("deleted", ASCENDING), ("stamp", ASCENDING)], name="deleted_stamp"),
             IndexModel([("search_terms", ASCENDING)], name="search_terms"),

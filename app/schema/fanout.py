@@ -162,7 +162,8 @@ class Fanout:
     ) -> Group:
         shared = self.groups.setdefault(key, group)
         if replay:
-            for event in self.hub.recent:
+            # Replay at most half a queue, so a fresh subscriber never starts overflowed.
+            for event in self.hub.recent[-max(1, subscriber.limit // 2) :]:
                 self._deliver(shared, event, [subscriber])
         shared.members.add(subscriber)
         await self.hub.count_external(1)
@@ -219,11 +220,11 @@ class Fanout:
         return json.dumps(payload, separators=(",", ":"), default=str)
 
 
-def error_payload(error: SubscriptionEnded | GraphQLError, code: str | None = None) -> str:
-    extensions = {"code": code or getattr(error, "code", "INTERNAL_SERVER_ERROR")}
-    if isinstance(error, GraphQLError) and error.extensions:
-        extensions = dict(error.extensions)
-    return json.dumps(
-        {"data": None, "errors": [{"message": str(error), "extensions": extensions}]},
-        separators=(",", ":"),
-    )
+def error_entry(error: SubscriptionEnded | GraphQLError) -> dict[str, Any]:
+    """A GraphQL error object (message + extensions.code) for a subscription that ends."""
+    if isinstance(error, GraphQLError):
+        return {
+            "message": error.message,
+            "extensions": dict(error.extensions or {"code": "INTERNAL_SERVER_ERROR"}),
+        }
+    return {"message": str(error), "extensions": {"code": error.code}}

@@ -30,7 +30,7 @@ from app.services.state import (
     stored_fields,
 )
 from app.services.validation import GRAPHQL_NAMES, validate_fields, validate_id
-from app.services.writes import Create, Op, StampedWriter, Update
+from app.services.writes import Create, Op, StampedWriter, Update, stamp_time
 
 MAX_PULL = 1_000
 MAX_PUSH_ROWS = 100
@@ -153,23 +153,36 @@ class SyncService:
         if limit < 1:
             raise BadInput.single("limit", "must be at least 1")
         limit = min(limit, MAX_PULL)
-        # Never read past what has certainly committed: see the module docstring.
-        upper = await self._writer.committed_stamp()
-        query: dict[str, Any] = {"stamp": {"$lte": upper}}
+        after = 0.0
         if checkpoint is not None:
             self._check_checkpoint(checkpoint)
-            query = {
-                "$or": [
-                    {"stamp": {"$gt": checkpoint.updated_at, "$lte": upper}},
-                    {"stamp": checkpoint.updated_at, "_id": {"$gt": checkpoint.id}},
-                ]
-            }
-        if not viewer.is_admin:
-            query["audience"] = {"$in": [viewer.id, PUBLIC_READER]}
-        cursor = self._recipes.find(query, sort=[("stamp", 1), ("_id", 1)], limit=limit)
+            after = checkpoint.updated_at
+        # Never read past what has certainly committed: see the module docstring.
+        upper, purged = await self._writer.clock()
+        self._check_not_purged(after, purged)
+        # Stamps are unique (each write reserves its own), so "after the checkpoint" is simply
+        # stamp > checkpoint.updatedAt. One index range scan per audience value, merged here:
+        # simpler for query planners than an $in/$or (SecantusDB scans the collection then).
+        # `$lt: next float above upper` is `$lte: upper` (no stamp lies between), spelled so
+        # because SecantusDB 0.7's compound-index scan treats an `$lte` bound as exclusive.
+        window = {"$gt": after, "$lt": math.nextafter(upper, math.inf)}
+        audiences: list[str | None] = [None] if viewer.is_admin else [viewer.id, PUBLIC_READER]
+        found: dict[str, dict[str, Any]] = {}
+        for audience in audiences:
+            query: dict[str, Any] = {"stamp": window}
+            if audience is not None:
+                query["audience"] = audience
+            async for raw in self._recipes.find(
+                query, sort=[("stamp", 1), ("_id", 1)], limit=limit
+            ):
+                found[raw["_id"]] = raw
+        ordered = sorted(found.values(), key=lambda raw: (raw["stamp"], raw["_id"]))[:limit]
+        if checkpoint is not None:
+            # A purge that ran during the query moved the mark before deleting anything.
+            self._check_not_purged(after, (await self._writer.clock())[1])
         documents: list[Recipe] = []
         last = checkpoint
-        async for raw in cursor:
+        for raw in ordered:
             recipe = Recipe.model_validate(raw)
             assert recipe.stamp is not None
             last = Checkpoint(id=recipe.id, updated_at=recipe.stamp)
@@ -183,11 +196,13 @@ class SyncService:
             raise BadInput.single("checkpoint.updatedAt", "must be a finite number >= 0")
         if len(checkpoint.id) > 64:
             raise BadInput.single("checkpoint.id", "is not an id this server issued")
-        oldest = time.time() * 1000 - self._retention.total_seconds() * 1000
-        if checkpoint.updated_at < oldest:
+
+    @staticmethod
+    def _check_not_purged(after: float, purged: float) -> None:
+        if after and after < purged:
             raise CheckpointExpired(
-                "The checkpoint is older than the tombstone retention: deletions since then "
-                "may be gone. Resync from scratch (clear local data, pull without checkpoint)."
+                "Deletions after this checkpoint were purged (tombstone retention): resync "
+                "from scratch (clear local data, pull without a checkpoint)."
             )
 
     # ------------------------------------------------------------------ push
@@ -260,6 +275,10 @@ class SyncService:
         """An op to apply, a master state to return as a conflict, or None (nothing to do)."""
         new, assumed = row.new, row.assumed
         if current is None:
+            if assumed is not None:
+                # The client had a master copy, so the recipe existed: its tombstone has been
+                # purged. Never resurrect it from a stale copy; answer that it is gone.
+                return _purged(row.id, assumed)
             if new.deleted:
                 return None  # created and deleted offline: nothing to keep
             if "title" not in new.fields:
@@ -268,6 +287,10 @@ class SyncService:
         view = view_for(viewer, current)
         if view is None:
             raise NotFound(f"Recipe {row.id} not found")
+        if assumed is not None and assumed.version is None and _same_fields(assumed, current):
+            # A client that pushed a new recipe keeps its own copy as the assumed master,
+            # without the version the server gave it: identical content means that version.
+            assumed = SyncState(assumed.fields, current.version, assumed.deleted)
         if view is not current or assumed is None or assumed.version is None:
             return view  # lost access, or a create over an existing id
         if assumed.version == current.version:
@@ -316,9 +339,55 @@ class SyncService:
         raise DomainError("The recipe is changing too fast to merge; try again")
 
     async def purge_tombstones(self) -> int:
+        """Delete tombstones older than the retention. The purge mark moves first, so a pull
+        from a checkpoint below a deleted tombstone is always told to resync."""
         cutoff = time.time() * 1000 - self._retention.total_seconds() * 1000
-        result = await self._recipes.delete_many({"deleted": True, "stamp": {"$lt": cutoff}})
+        doomed = {"deleted": True, "stamp": {"$lt": cutoff}}
+        newest = await self._recipes.find_one(doomed, {"stamp": 1}, sort=[("stamp", -1)])
+        if newest is None:
+            return 0
+        await self._writer.mark_purged(float(newest["stamp"]))
+        doomed["stamp"] = {"$lte": newest["stamp"]}
+        result = await self._recipes.delete_many(doomed)
         return result.deleted_count
+
+
+def _same_fields(state: SyncState, current: Recipe) -> bool:
+    stored = stored_fields(current)
+    return state.deleted == current.deleted and all(
+        stored.get(name) == value for name, value in state.fields.items()
+    )
+
+
+def _purged(recipe_id: str, assumed: SyncState) -> Recipe:
+    """A content-free tombstone for a recipe whose own tombstone is gone."""
+    now = time.time() * 1000
+    gone: Recipe = Recipe.model_construct(
+        id=recipe_id,
+        title="",
+        description="",
+        ingredients=[],
+        steps=[],
+        tags=[],
+        servings=None,
+        prep_minutes=None,
+        cook_minutes=None,
+        image_url=None,
+        owner_id=str(assumed.fields.get("owner_id", "")),
+        collaborators=[],
+        visibility=Visibility.PRIVATE,
+        version=(assumed.version or 0) + 1,
+        created_at=stamp_time(now),
+        updated_at=stamp_time(now),
+        deleted=True,
+        stamp=now,
+        field_versions={},
+        readers=[],
+        revoked=[],
+        audience=[],
+        search_terms=[],
+    )
+    return gone
 
 
 def _clashes(current: Recipe, base_version: int, changes: dict[str, Any]) -> list[str]:

@@ -62,11 +62,16 @@ class StampedWriter:
         self._pending: list[tuple[list[Op], asyncio.Future[list[float | None]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def committed_stamp(self) -> float:
-        """The largest stamp handed out by a committed write: everything at or below it is
-        committed (or was never written), so a pull may safely read up to it."""
-        clock = await self._clock.find_one({"_id": CLOCK_ID})
-        return float(clock["stamp"]) if clock and clock.get("stamp") is not None else 0.0
+    async def clock(self) -> tuple[float, float]:
+        """(committed, purged): the largest stamp handed out by a committed write (everything
+        at or below it is committed, so a pull may read up to it), and the largest stamp of a
+        purged tombstone (checkpoints below it may have missed a deletion)."""
+        clock = await self._clock.find_one({"_id": CLOCK_ID}) or {}
+        return float(clock.get("stamp") or 0.0), float(clock.get("purged") or 0.0)
+
+    async def mark_purged(self, stamp: float) -> None:
+        """Record, before deleting them, that tombstones up to `stamp` are going away."""
+        await self._clock.update_one({"_id": CLOCK_ID}, {"$max": {"purged": stamp}}, upsert=True)
 
     async def apply(self, ops: Sequence[Op]) -> list[float | None]:
         """Apply `ops` atomically; per op, its stamp, or None if its compare-and-set found
