@@ -212,8 +212,7 @@ class _Session:
         self.context.principal = principal
         config.sessions.add(self)
         self._tasks = (
-            asyncio.create_task(self._keepalive(config.keepalive_seconds)),
-            asyncio.create_task(self._expire(principal.expires_at)),
+            asyncio.create_task(self._tick(config.keepalive_seconds, principal.expires_at)),
         )
         return True
 
@@ -229,18 +228,22 @@ class _Session:
             config.limiter.release(self._principal.id)
             self._principal = None
 
-    async def _keepalive(self, interval: float) -> None:
+    async def _tick(self, interval: float, expires_at: float | None) -> None:
+        """Keep-alives every `interval`, and the close at token expiry: one task per
+        connection (idle connections are most of a server's memory)."""
+        next_ping = time.monotonic() + interval
+        deadline = None if expires_at is None else time.monotonic() + expires_at - time.time()
         with contextlib.suppress(Exception):
             while True:
-                await asyncio.sleep(interval)
-                await self.websocket.send_json(self.keepalive_message)
-
-    async def _expire(self, expires_at: float | None) -> None:
-        if expires_at is None:
-            return
-        await asyncio.sleep(max(0.0, expires_at - time.time()))
-        with contextlib.suppress(Exception):
-            await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
+                wake = next_ping if deadline is None else min(next_ping, deadline)
+                await asyncio.sleep(max(0.0, wake - time.monotonic()))
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
+                    return
+                if now >= next_ping:
+                    await self.websocket.send_json(self.keepalive_message)
+                    next_ping = now + interval
 
 
 class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None]):
