@@ -10,7 +10,7 @@ production-mode process on a free port, and measures on the same database:
   does (`pullRecipe(checkpoint, limit)` with the exact query of tests/test_sync.py, looping on
   the returned checkpoint until a pull comes back empty), once per batch size (`--batch`);
 - the raw baseline of the pull: what `SyncService.pull` asks the database, in pymongo (read the
-  clock, `find` with the audience/stamp filter (the same `$or` on the checkpoint), sort
+  clock, one `find` per audience value over the stamp range (as the server reads), sort
   (stamp, _id), limit = batch, loop on the last (stamp, _id)); and the same again with every
   document validated into the `Recipe` pydantic model, which is the server's first step;
 - push: one client pushes P new recipes (`pushRecipe`, rows of `newDocumentState` only) in
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import tempfile
@@ -370,26 +371,23 @@ async def pull_raw(
     """What `SyncService.pull` asks the database, batch after batch, from no checkpoint."""
     recipes: Collection = database.get_collection("recipes")
     clock: Collection = database.get_collection("sync_clock")
-    audience = {"$in": [OWNER, PUBLIC_READER]}
     ids: list[str] = []
-    checkpoint: tuple[float, str] | None = None
+    after = 0.0
     while max_requests is None or len(latencies) < max_requests:
         started = time.perf_counter()
         state = await clock.find_one({"_id": CLOCK_ID})
         upper = float(state["stamp"]) if state and state.get("stamp") is not None else 0.0
-        query: dict[str, Any] = {"stamp": {"$lte": upper}}
-        if checkpoint is not None:
-            stamp, last_id = checkpoint
-            query = {
-                "$or": [
-                    {"stamp": {"$gt": stamp, "$lte": upper}},
-                    {"stamp": stamp, "_id": {"$gt": last_id}},
-                ]
-            }
-        query["audience"] = audience
-        documents = await recipes.find(
-            query, sort=[("stamp", 1), ("_id", 1)], limit=limit
-        ).to_list()
+        # The same reads as the server: one index range per audience value, merged.
+        window = {"$gt": after, "$lt": math.nextafter(upper, math.inf)}
+        found: dict[str, dict[str, Any]] = {}
+        for audience in (OWNER, PUBLIC_READER):
+            async for raw in recipes.find(
+                {"stamp": window, "audience": audience},
+                sort=[("stamp", 1), ("_id", 1)],
+                limit=limit,
+            ):
+                found[raw["_id"]] = raw
+        documents = sorted(found.values(), key=lambda d: (d["stamp"], d["_id"]))[:limit]
         if validate:
             for raw in documents:
                 Recipe.model_validate(raw)
@@ -397,7 +395,7 @@ async def pull_raw(
         if not documents:
             break
         ids.extend(d["_id"] for d in documents)
-        checkpoint = (documents[-1]["stamp"], documents[-1]["_id"])
+        after = documents[-1]["stamp"]
     return ids
 
 
