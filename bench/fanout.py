@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,7 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 if __package__ in (None, ""):  # run as `python bench/fanout.py`: make `bench` importable
@@ -109,6 +112,22 @@ mutation Touch($input: RecipeInput!) {
 """
 WS_SUBPROTOCOL = "graphql-transport-ws"
 
+# The server's settings for the run (besides the connection limit and queue, set per run):
+# limits meant for hostile clients are raised so that thousands of connections from one
+# benchmark, and writes delayed by an overloaded event loop, are measured rather than refused.
+# (Unknown names are ignored by the server's settings.)
+SERVER_SETTINGS = {
+    "LOG_LEVEL": "WARNING",
+    "WS_KEEPALIVE_SECONDS": "300",
+    "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": "50",
+    "RATE_LIMIT_WS_CONNECTS_PER_SECOND": "1000000",
+    "RATE_LIMIT_WS_CONNECTS_BURST": "1000000",
+    "RATE_LIMIT_MUTATIONS_PER_SECOND": "1000000",
+    "RATE_LIMIT_MUTATIONS_BURST": "1000000",
+    "OPERATION_TIMEOUT_SECONDS": "600",
+    "MONGODB_TIMEOUT_SECONDS": "60",
+}
+
 
 # ------------------------------------------------------------------------------- options
 
@@ -151,7 +170,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--mutations", type=int, default=DEFAULT_MUTATIONS, help="writes (M)")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="writes per second")
-    parser.add_argument("--recipes", type=int, default=20, help="PUBLIC recipes written in turn")
+    parser.add_argument(
+        "--recipes",
+        type=int,
+        help="PUBLIC recipes written in turn (default: one per write, so no write ever waits "
+        "for the previous write to the same recipe and the rate holds even when the server "
+        "falls behind)",
+    )
     parser.add_argument("--users", type=int, default=10, help="subscribing users (tokens)")
     parser.add_argument(
         "--compression",
@@ -171,7 +196,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         idle=tuple(sorted(set(args.idle))),
         mutations=args.mutations,
         rate=args.rate,
-        recipes=args.recipes,
+        recipes=args.recipes or args.mutations,
         users=args.users,
         compression=args.compression,
     )
@@ -181,7 +206,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             QUICK_IDLE,
             QUICK_MUTATIONS,
             args.rate,
-            args.recipes,
+            args.recipes or QUICK_MUTATIONS,
             args.users,
             args.compression,
         )
@@ -196,12 +221,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 #
 # Runs in its own process (multiprocessing, spawn). The parent sends it commands over a pipe:
 #   ("open", spec)          open spec["count"] more subscribers; reply ("ok", seconds)
-#   ("reset",)              forget the receipts so far; reply ("ok", None)
+#   ("reset",)              forget the receipts so far, pause the GC; reply ("ok", None)
 #   ("collect", m, quiet)   wait until every subscriber has m receipts (or `quiet` seconds pass
-#                           without one); reply ("ok", Collected)
+#                           without one); reply ("ok", Collected as a dict)
 #   ("close",)              close every connection; reply ("ok", seconds)
 #   ("exit",)
-# Errors come back as ("error", text).
+# Errors come back as ("error", text). Only builtin types cross the pipe, so it works however
+# this file is run (`python bench/fanout.py` or `python -m bench.fanout`).
 
 Receipt = tuple[float, str, int]  # (monotonic arrival time, recipe id, version)
 
@@ -289,9 +315,14 @@ class SubscriberPool:
                     self.other.append(raw.decode()[:300])
 
     def reset(self) -> None:
+        """Start a measured phase: no receipts, and no garbage collection pauses until the
+        connections close (the phase allocates little that is cyclic; a full collection over
+        thousands of connections would stall every receiver at once)."""
         for log in self.receipts:
             log.clear()
         self.other.clear()
+        gc.collect()
+        gc.disable()
 
     async def collect(self, expected: int, quiet: float) -> Collected:
         started = time.monotonic()
@@ -313,6 +344,9 @@ class SubscriberPool:
             waited=time.monotonic() - started,
         )
 
+    async def collect_builtin(self, expected: int, quiet: float) -> dict[str, Any]:
+        return dict(vars(await self.collect(expected, quiet)))  # no deep copy, unlike asdict
+
     async def close(self) -> float:
         started = time.monotonic()
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY * 5)
@@ -329,6 +363,8 @@ class SubscriberPool:
         self.connections.clear()
         self.tasks.clear()
         self.receipts.clear()
+        self.sample = None
+        gc.enable()
         return time.monotonic() - started
 
 
@@ -344,7 +380,7 @@ async def _serve_commands(pipe: Connection) -> None:
                     pool.reset()
                     pipe.send(("ok", None))
                 case ("collect", expected, quiet):
-                    pipe.send(("ok", await pool.collect(expected, quiet)))
+                    pipe.send(("ok", await pool.collect_builtin(expected, quiet)))
                 case ("close",):
                     pipe.send(("ok", await pool.close()))
                 case ("exit",):
@@ -413,8 +449,7 @@ class Subscribers:
         await self._call("reset")
 
     async def collect(self, expected: int, quiet: float = QUIET_TIMEOUT) -> Collected:
-        collected: Collected = await self._call("collect", expected, quiet)
-        return collected
+        return Collected(**await self._call("collect", expected, quiet))
 
     async def close(self) -> float:
         seconds: float = await self._call("close")
@@ -489,10 +524,17 @@ def baseline_app() -> Any:
     )
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve_baseline(host: str, port: int) -> int:
     """Run the baseline app with the uvicorn arguments `python -m app serve` uses."""
     import uvicorn
 
+    # uvicorn re-raises the signal after its graceful shutdown; exit 0 instead (as app.server).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         baseline_app(),
         host=host,
@@ -539,7 +581,8 @@ class LatencyResult:
     system: str
     subscribers: int
     writes: int
-    latencies: list[float]  # seconds, one per matched receipt
+    latencies: list[float]  # seconds, one per matched receipt: arrival - request sent
+    after_reply: list[float]  # arrival - the write's HTTP reply (< 0: arrived before it)
     missing: int
     duplicates: int
     unmatched: int
@@ -589,6 +632,21 @@ class SystemRun:
     server_cpu: float = 0.0
     server_exit: int | None = None
     server_pid: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+Key = tuple[str, int]  # (recipe id, version)
+
+
+@dataclass
+class Writes:
+    """Per (recipe id, version): when its write's HTTP request was sent, when the reply came."""
+
+    sent: dict[Key, float] = field(default_factory=dict)
+    replied: dict[Key, float] = field(default_factory=dict)
+
+    def round_trips(self) -> list[float]:
+        return [self.replied[key] - self.sent[key] for key in self.replied]
 
 
 class Target:
@@ -600,9 +658,8 @@ class Target:
     ws_url: str
     tokens: list[str]
 
-    async def write(self, index: int, sent: dict[tuple[str, int], float]) -> float:
-        """Make write number `index`; record its send time under (id, version) in `sent`;
-        return the HTTP round trip in seconds."""
+    async def write(self, index: int, writes: Writes) -> None:
+        """Make write number `index`, recording its send and reply times in `writes`."""
         raise NotImplementedError
 
     async def registered(self) -> int:
@@ -618,12 +675,17 @@ class Target:
             await asyncio.sleep(METRICS_POLL)
 
 
-def metric(text: str, name: str) -> float:
+def optional_metric(text: str, name: str) -> float | None:
     """A sample from Prometheus text (counters are exposed with a `_total` suffix)."""
     found = re.search(rf"^{name}(?:_total)? (\S+)$", text, re.M)
-    if not found:
+    return float(found.group(1)) if found else None
+
+
+def metric(text: str, name: str) -> float:
+    value = optional_metric(text, name)
+    if value is None:
         raise BenchError(f"/metrics has no {name}")
-    return float(found.group(1))
+    return value
 
 
 class LarderTarget(Target):
@@ -667,9 +729,11 @@ class LarderTarget(Target):
                 raise BenchError("the change feed did not publish the setup writes")
             await asyncio.sleep(METRICS_POLL)
 
-    async def write(self, index: int, sent: dict[tuple[str, int], float]) -> float:
+    async def write(self, index: int, writes: Writes) -> None:
         recipe_id = self.recipe_ids[index % len(self.recipe_ids)]
-        async with self.locks[recipe_id]:  # one write per recipe in flight: no conflicts
+        # One write per recipe in flight, so none conflicts; with fewer recipes than writes a
+        # slow server makes later writes wait here (their send time is taken after the wait).
+        async with self.locks[recipe_id]:
             expected = self.versions[recipe_id]
             variables = {
                 "input": {
@@ -678,14 +742,14 @@ class LarderTarget(Target):
                     "title": recipe_title(index % len(self.recipe_ids), expected + 1),
                 }
             }
-            started = sent[(recipe_id, expected + 1)] = time.monotonic()
+            key = (recipe_id, expected + 1)
+            writes.sent[key] = time.monotonic()
             data = await graphql(self.http, TOUCH, variables)
-            elapsed = time.monotonic() - started
+            writes.replied[key] = time.monotonic()
             result = data["upsertRecipe"]
             if result["__typename"] != "Recipe" or result["version"] != expected + 1:
                 raise BenchError(f"upsertRecipe {recipe_id} v{expected} did not apply: {result}")
             self.versions[recipe_id] = expected + 1
-            return elapsed
 
 
 class BaselineTarget(Target):
@@ -705,12 +769,15 @@ class BaselineTarget(Target):
         clients: int = response.json()["clients"]
         return clients
 
-    async def write(self, index: int, sent: dict[tuple[str, int], float]) -> float:
+    async def write(self, index: int, writes: Writes) -> None:
         """The same `recipeChanged` data Larder would send, posted to be broadcast."""
         recipe_id = self.recipe_ids[index % len(self.recipe_ids)]
         version = self.versions[recipe_id] + 1
         self.versions[recipe_id] = version
-        updated = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = datetime.now(UTC)  # at MongoDB's precision, formatted as Strawberry does
+        updated = now.replace(microsecond=now.microsecond // 1000 * 1000).isoformat(
+            timespec="microseconds"
+        )
         data = {
             "recipeChanged": {
                 "kind": "UPDATED",
@@ -723,26 +790,26 @@ class BaselineTarget(Target):
                 },
             }
         }
-        started = sent[(recipe_id, version)] = time.monotonic()
+        key = (recipe_id, version)
+        writes.sent[key] = time.monotonic()
         response = await self.http.post("/publish", json=data)
-        elapsed = time.monotonic() - started
+        writes.replied[key] = time.monotonic()
         if response.status_code != 204:
             raise BenchError(f"/publish answered {response.status_code}: {response.text[:300]}")
-        return elapsed
 
 
 async def paced(
-    count: int, rate: float, operation: Callable[[int], Coroutine[Any, Any, float]]
-) -> list[float]:
+    count: int, rate: float, operation: Callable[[int], Coroutine[Any, Any, None]]
+) -> None:
     """Open loop: start operation i at start + i/rate whether or not earlier ones finished."""
     start = time.monotonic() + 0.05
-    tasks: list[asyncio.Task[float]] = []
+    tasks: list[asyncio.Task[None]] = []
     for index in range(count):
         delay = start + index / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(operation(index)))
-    return list(await asyncio.gather(*tasks))
+    await asyncio.gather(*tasks)
 
 
 async def measure_latency(
@@ -755,19 +822,21 @@ async def measure_latency(
     await subscribers.open(target.name, target.ws_url, target.tokens, count, options.compression)
     await target.wait_registered(count)
     await subscribers.reset()
-    sent: dict[tuple[str, int], float] = {}
+    writes = Writes()
     before = cpu.sample()
-    write_latencies = await paced(options.mutations, options.rate, lambda i: target.write(i, sent))
+    await paced(options.mutations, options.rate, lambda i: target.write(i, writes))
     collected = await subscribers.collect(options.mutations)
     spent = CpuMeter.delta(before, cpu.sample())
     await subscribers.close()
     await target.wait_registered(0)
 
+    sent, replied = writes.sent, writes.replied
     latencies: list[float] = []
+    after_reply: list[float] = []
     missing = duplicates = unmatched = 0
     last = 0.0
     for log in collected.receipts:
-        seen: set[tuple[str, int]] = set()
+        seen: set[Key] = set()
         for arrived, recipe_id, version in log:
             key = (recipe_id, version)
             started = sent.get(key)
@@ -778,6 +847,7 @@ async def measure_latency(
             else:
                 seen.add(key)
                 latencies.append(arrived - started)
+                after_reply.append(arrived - replied[key])
                 last = max(last, arrived)
         missing += len(sent) - len(seen)
     first_send = min(sent.values())
@@ -786,13 +856,14 @@ async def measure_latency(
         subscribers=count,
         writes=len(sent),
         latencies=latencies,
+        after_reply=after_reply,
         missing=missing,
         duplicates=duplicates,
         unmatched=unmatched,
         other_messages=collected.other_messages[:5],
         seconds=max(last - first_send, 1e-9),
         write_seconds=max(sent.values()) - first_send,
-        write_latencies=write_latencies,
+        write_latencies=writes.round_trips(),
         cpu=spent,
     )
 
@@ -837,9 +908,9 @@ async def warm_up(target: Target, subscribers: Subscribers, options: Options) ->
     """One subscriber, a few writes: imports, caches and connection pools before measuring."""
     await subscribers.open(target.name, target.ws_url, target.tokens, 1, options.compression)
     await target.wait_registered(1)
-    sent: dict[tuple[str, int], float] = {}
+    writes = Writes()
     for index in range(WARMUP_WRITES):
-        await target.write(index, sent)
+        await target.write(index, writes)
     collected = await subscribers.collect(WARMUP_WRITES, quiet=10)
     await subscribers.close()
     await target.wait_registered(0)
@@ -890,13 +961,10 @@ async def run_benchmark(
 ) -> tuple[SystemRun, SystemRun]:
     keys = make_bench_keys(workdir / "keys")
     larder_run, baseline_run = SystemRun(LARDER), SystemRun(BASELINE)
-    extra = {
-        "WS_MAX_CONNECTIONS_PER_USER": str(max(20, max_connections(options))),
-        "WS_KEEPALIVE_SECONDS": "300",
-        "WS_SUBSCRIBER_QUEUE": str(max(256, options.mutations + 64)),
-        "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": "50",
-        "LOG_LEVEL": "WARNING",
-    }
+    extra = {**SERVER_SETTINGS, "WS_MAX_CONNECTIONS_PER_USER": str(max_connections(options))}
+    # Every write can be queued for every subscriber at once without overflowing it.
+    extra["WS_SUBSCRIBER_QUEUE"] = str(max(256, options.mutations + 64))
+    larder_run.settings = extra
     env = server_environment(database.uri, DB_NAME, keys.public_path, workdir / "data", **extra)
     subscribers = Subscribers()
     try:
@@ -918,7 +986,12 @@ async def run_benchmark(
                 try:
                     await run_system(larder, subscribers, options, cpu, larder_run)
                     text = await larder.metrics()
-                    if metric(text, "larder_subscriber_overflows"):
+                    dropped = [
+                        value
+                        for name in ("larder_subscriber_overflows", "larder_events_dropped")
+                        if (value := optional_metric(text, name))
+                    ]
+                    if dropped:
                         raise BenchError("some Larder subscribers overflowed their queue")
                 except BenchError:
                     print(server.log_tail(30), file=sys.stderr)
@@ -1013,24 +1086,50 @@ def report(
                 _ratio(lm.kb_per_subscriber, bm.kb_per_subscriber) if lm and bm else "-",
             ]
         )
+    time_rows: list[list[object]] = []
     cpu_rows: list[list[object]] = []
     for run in runs:
         for r in run.latency:
+            time_rows.append(
+                [
+                    run.name,
+                    r.subscribers,
+                    r.writes / r.write_seconds if r.write_seconds > 0 else None,
+                    percentile(r.write_latencies, 50) * 1000,
+                    percentile(r.write_latencies, 99) * 1000,
+                    percentile(r.after_reply, 50) * 1000 if r.after_reply else None,
+                    percentile(r.after_reply, 99) * 1000 if r.after_reply else None,
+                    max(r.latencies) * 1000 if r.latencies else None,
+                ]
+            )
             cpu_rows.append(
                 [
                     run.name,
                     r.subscribers,
                     r.receipts,
                     r.seconds,
-                    r.writes / r.write_seconds if r.write_seconds > 0 else None,
-                    percentile(r.write_latencies, 50) * 1000,
                     r.cpu.get("server"),
+                    r.cpu.get("server", 0.0) / r.writes * 1000,
                     r.cpu_us_per_receipt("server"),
                     r.cpu.get("server", 0.0) / r.seconds,
                     r.cpu_us_per_receipt("clients"),
+                    r.cpu.get("clients", 0.0) / r.seconds,
                     r.cpu.get("database"),
                     r.cpu.get("writer"),
                 ]
+            )
+    marginal: list[str] = []
+    for run in runs:
+        ordered = sorted(run.latency, key=lambda r: r.subscribers)
+        if len(ordered) >= 2 and ordered[-1].receipts > ordered[0].receipts:
+            low, high = ordered[0], ordered[-1]
+            extra = high.receipts - low.receipts
+            server = (high.cpu.get("server", 0.0) - low.cpu.get("server", 0.0)) / extra * 1e6
+            client = (high.cpu.get("clients", 0.0) - low.cpu.get("clients", 0.0)) / extra * 1e6
+            marginal.append(
+                f"- {run.name}: each extra delivery (N={low.subscribers} -> "
+                f"N={high.subscribers}) costs {server:,.0f} µs of server CPU and "
+                f"{client:,.0f} µs of client CPU"
             )
     idle_rows: list[list[object]] = [
         [
@@ -1056,6 +1155,8 @@ def report(
         f"round-robin over {options.recipes} PUBLIC recipes; subscribers spread over "
         f"{options.users} users, one WebSocket and one subscription each; every subscriber "
         "must receive every write",
+        "- Larder server settings: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(larder.settings.items())),
         "- Larder: `python -m app serve` (APP_ENV=production), subscription "
         f"`{SUBSCRIPTION}` over graphql-transport-ws; writes are `upsertRecipe(input: {{id, "
         "expectedVersion, title}})` over HTTP/1.1 keep-alive",
@@ -1084,8 +1185,26 @@ def report(
         "",
         markdown_table(["N", "p50", "p99", "delivered/s", "RSS/sub"], ratio_rows),
         "",
+        "Where the time goes: the write's HTTP round trip, and arrival minus that reply "
+        "(Larder: change stream -> hub -> Strawberry -> socket -> client; the baseline "
+        "broadcasts before it replies, so its figure is negative):",
+        "",
+        markdown_table(
+            [
+                "system",
+                "N",
+                "writes/s",
+                "write p50 ms",
+                "write p99 ms",
+                "after reply p50 ms",
+                "after reply p99 ms",
+                "max latency ms",
+            ],
+            time_rows,
+        ),
+        "",
         "CPU during each latency phase (user+sys from /proc/<pid>/stat, first send to last "
-        "receipt):",
+        "receipt; clients = the subscriber process, writer = this process):",
         "",
         markdown_table(
             [
@@ -1093,17 +1212,19 @@ def report(
                 "N",
                 "receipts",
                 "phase s",
-                "writes/s",
-                "write p50 ms",
                 "server CPU s",
+                "server ms/write",
                 "server µs/receipt",
                 "server CPUs busy",
                 "client µs/receipt",
+                "client CPUs busy",
                 "database CPU s",
                 "writer CPU s",
             ],
             cpu_rows,
         ),
+        "",
+        *marginal,
         "",
         "Idle subscribers:",
         "",

@@ -80,9 +80,12 @@ class ChangeFeed:
         await self._close_stream()
 
     async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
-        options: dict[str, Any] = {"full_document": "updateLookup"}
+        options: dict[str, Any] = {}
         if self._pre_images:
+            # Post-images are rebuilt from the pre-image (exact, and no lookup per event).
             options["full_document_before_change"] = "whenAvailable"
+        else:
+            options["full_document"] = "updateLookup"
         if self.resume_token is not None:
             options["resume_after"] = self.resume_token
         return await self._collection.watch(**options)
@@ -107,7 +110,7 @@ class ChangeFeed:
                     log.info("change feed resumed", extra={"restarts": self.restarts})
                 async for change in self._stream:
                     self.resume_token = self._stream.resume_token
-                    self._dispatch(change)
+                    await self._dispatch(change)
                     backoff = 0.1
                 # The stream ended (collection dropped or invalidated): reopen.
                 await self._close_stream()
@@ -135,10 +138,19 @@ class ChangeFeed:
         self.restarts += 1
         await asyncio.sleep(seconds)
 
-    def _dispatch(self, change: Mapping[str, Any]) -> None:
+    async def _dispatch(self, change: Mapping[str, Any]) -> None:
         op = change.get("operationType")
         if op not in _OPERATIONS:
             return
+        if (
+            op == "update"
+            and not change.get("fullDocumentBeforeChange")
+            and not change.get("fullDocument")
+        ):
+            # No pre-image for this one (written before pre-images were enabled): look the
+            # document up, as updateLookup would.
+            key = change["documentKey"]["_id"]
+            change = {**change, "fullDocument": await self._collection.find_one({"_id": key})}
         try:
             event = _event(change)
         except (ValidationError, ValueError, KeyError, IndexError, TypeError) as exc:
