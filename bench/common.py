@@ -36,8 +36,8 @@ from app.auth.keys import key_id, load_private_pem, write_key_pair
 from app.auth.tokens import mint_token
 from app.embedded import EmbeddedDatabase
 from app.models.recipe import derived_fields
-from app.services.clock import now_ms
 from app.services.state import CREATE_DEFAULTS
+from app.services.writes import stamp_time
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30.0
@@ -361,7 +361,7 @@ _STORED_NAMES = {
 def stored_recipe(recipe_id: str, index: int, owner_id: str) -> dict[str, Any]:
     """The document the server would store for `recipe_input(index)` (derived fields included)."""
     fields = {_STORED_NAMES.get(k, k): v for k, v in recipe_input(index).items()}
-    now = now_ms()
+    now = stamp_time(time.time() * 1000)
     doc: dict[str, Any] = {
         **CREATE_DEFAULTS,
         **fields,

@@ -37,11 +37,11 @@ if __package__ in (None, ""):  # run as `python bench/mutations.py`: make `bench
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.models.recipe import Recipe
-from app.services.clock import now_ms
+from app.services.writes import stamp_time
 from bench.common import (
     UPSERT,
     BenchError,
@@ -77,6 +77,7 @@ QUICK_WARMUP = 20
 GRAPHQL_PATH = "GraphQL upsertRecipe (HTTP)"
 RAW_READ_CAS = "pymongo find_one + update_one (raw read+CAS)"
 RAW_CAS_ONLY = "pymongo update_one only"
+RAW_STAMPED = "pymongo find_one + txn(clock, update_one) (Larder's writes)"
 
 Collection = AsyncCollection[dict[str, Any]]
 
@@ -190,6 +191,57 @@ def raw_read_cas_updater(recipes: Collection, workload: Workload, ids: list[str]
     return update
 
 
+def raw_stamped_updater(recipes: Collection, workload: Workload, ids: list[str]) -> Operation:
+    """The database work of one Larder upsert, unbatched: find_one, then one transaction that
+    advances the sync clock and applies the compare-and-set with the stamp."""
+    turn = itertools.cycle(ids)
+    clock = recipes.database.get_collection("sync_clock")
+
+    async def update() -> None:
+        recipe_id = next(turn)
+        current = await recipes.find_one({"_id": recipe_id})
+        if current is None:
+            raise BenchError(f"{recipe_id} is missing")
+        version: int = current["version"]
+
+        async def write(session: Any) -> None:
+            now = time.time() * 1000
+            tick = await clock.find_one_and_update(
+                {"_id": "recipes"},
+                [
+                    {
+                        "$set": {
+                            "stamp": {"$max": [now, {"$add": [{"$ifNull": ["$stamp", 0]}, 0.001]}]}
+                        }
+                    }
+                ],
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            assert tick is not None
+            result = await recipes.update_one(
+                {"_id": recipe_id, "version": version, "deleted": False},
+                {
+                    "$set": {
+                        "title": workload.next_title(recipe_id, version),
+                        "version": version + 1,
+                        "stamp": tick["stamp"],
+                        "updated_at": stamp_time(tick["stamp"]),
+                    }
+                },
+                session=session,
+            )
+            if result.modified_count != 1:
+                raise BenchError(f"{recipe_id} v{version}: compare-and-set missed")
+
+        async with recipes.database.client.start_session() as session:
+            await session.with_transaction(write)
+        workload.versions[recipe_id] = version + 1
+
+    return update
+
+
 def raw_cas_only_updater(recipes: Collection, workload: Workload, ids: list[str]) -> Operation:
     """Just the compare-and-set update, with the version this worker knows."""
     turn = itertools.cycle(ids)
@@ -210,7 +262,7 @@ async def _compare_and_set(
             "$set": {
                 "title": workload.next_title(recipe_id, version),
                 "version": version + 1,
-                "updated_at": now_ms(),
+                "updated_at": stamp_time(time.time() * 1000),
             }
         },
     )
@@ -309,6 +361,13 @@ async def run_benchmark(
                 options,
                 cpu,
             )
+            stamped = await measure(
+                RAW_STAMPED,
+                lambda w, ids: raw_stamped_updater(raw, w, ids),
+                raw_workload,
+                options,
+                cpu,
+            )
             graphql_workload = Workload.of(graphql_ids, options.concurrency)
             over_http = await measure(
                 GRAPHQL_PATH,
@@ -320,7 +379,7 @@ async def run_benchmark(
             await verify_versions(mongo, raw_workload, graphql_workload)
     finally:
         await mongo.close()
-    return [over_http, read_cas, cas_only], notes
+    return [over_http, read_cas, cas_only, stamped], notes
 
 
 async def verify_versions(
