@@ -87,7 +87,7 @@ class Planner:
         return Plan(field=name, document=document, operation_name=operation_name)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     op_id: str
     classify: Classify
