@@ -24,6 +24,7 @@ from app.services.errors import BadInput, DomainError, FieldError, Forbidden, No
 from app.services.live import same_content
 from app.services.state import (
     ADMIN_FIELDS,
+    CREATE_DEFAULTS,
     check_admin_fields,
     new_document,
     next_state,
@@ -81,21 +82,9 @@ def view_for(viewer: Principal, recipe: Recipe) -> Recipe | None:
 
 
 def _blank_tombstone(recipe: Recipe) -> Recipe:
+    """The recipe's id, version and stamp with empty content, marked deleted."""
     gone: Recipe = recipe.model_copy(
-        update={
-            "title": "",
-            "description": "",
-            "ingredients": [],
-            "steps": [],
-            "tags": [],
-            "servings": None,
-            "prep_minutes": None,
-            "cook_minutes": None,
-            "image_url": None,
-            "collaborators": [],
-            "visibility": Visibility.PRIVATE,
-            "deleted": True,
-        }
+        update={**CREATE_DEFAULTS, "title": "", "visibility": Visibility.PRIVATE, "deleted": True}
     )
     return gone
 
