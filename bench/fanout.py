@@ -11,14 +11,21 @@ text to every connected client when it receives an HTTP POST. For each system it
   made at a steady rate (Larder: `upsertRecipe` over HTTP; baseline: `POST /publish`). A
   receipt's latency is its arrival time minus the time the write's HTTP request was sent,
   matched on (recipe id, version); nothing is embedded in the recipe.
-- memory: the server's VmRSS with no subscriber, then with 1,000 (and 10,000) idle ones.
+- memory: the server's VmRSS with no subscriber, then with 1,000 (and 10,000) idle ones, one
+  WebSocket per subscription; for Larder also with K subscriptions multiplexed on each
+  WebSocket (graphql-transport-ws `subscribe` messages with different ids on one socket).
+- saturation (`--saturation`): N=1,000 subscribers while the write rate is ramped open loop
+  (10, 20, 40, 80 writes/s, 10 s each, stopping after the first step that is not bounded); the
+  saturation figure is the highest delivered/s of a step with p99 < 1 s and nothing missing.
 
 The subscribers live in a separate process (multiprocessing, spawn) from the writer, so the
 writer's timestamps are not delayed by thousands of receipts queued on its own event loop; both
 use CLOCK_MONOTONIC (`time.monotonic()`), which is system-wide on Linux.
 
     python bench/fanout.py [--subscribers 1,100,1000] [--mutations 200] [--rate 10]
-                           [--idle 1000,10000] [--quick]
+                           [--idle 1000,10000] [--subs-per-connection 10]
+                           [--saturation | --no-saturation] [--saturation-subscribers 1000]
+                           [--saturation-rates 10,20,40,80] [--saturation-seconds 10] [--quick]
 
 The bench_fanout database is dropped before and after the run.
 """
@@ -40,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -96,6 +103,15 @@ QUIET_TIMEOUT = 20.0  # give up waiting for receipts after this long without a n
 METRICS_POLL = 0.1
 REGISTER_TIMEOUT = 600.0  # for the server to count every subscriber as registered
 SETTLE_SECONDS = 1.0  # after the last subscriber registers, before reading RSS
+DEFAULT_SUBS_PER_CONNECTION = 10
+DEFAULT_SATURATION_SUBSCRIBERS = 1000
+DEFAULT_SATURATION_RATES = (10, 20, 40, 80)
+DEFAULT_SATURATION_SECONDS = 10.0
+SATURATION_P99_BOUND = 1.0  # seconds: a step whose p99 exceeds this is past saturation
+SATURATION_DRAIN = 15.0  # after a step's last write, wait at most this long for its receipts
+SATURATION_QUIET = 5.0
+TARGET_EVENTS_PER_SECOND = 12_000
+TARGET_KB_PER_SUBSCRIPTION = 15.0
 
 SUBSCRIPTION = (
     "subscription { recipeChanged { kind version recipe { id title version updatedAt } } }"
@@ -141,6 +157,11 @@ class Options:
     recipes: int
     users: int
     compression: bool
+    subs_per_connection: int = DEFAULT_SUBS_PER_CONNECTION
+    saturation: bool = True
+    saturation_subscribers: int = DEFAULT_SATURATION_SUBSCRIBERS
+    saturation_rates: tuple[int, ...] = DEFAULT_SATURATION_RATES
+    saturation_seconds: float = DEFAULT_SATURATION_SECONDS
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -185,6 +206,39 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "keep the clients light)",
     )
     parser.add_argument(
+        "--subs-per-connection",
+        type=int,
+        default=DEFAULT_SUBS_PER_CONNECTION,
+        help="K: Larder's idle memory is also measured with K subscriptions multiplexed on "
+        "each WebSocket (default 10; the server allows WS_MAX_SUBSCRIPTIONS_PER_CONNECTION="
+        f"{SERVER_SETTINGS['WS_MAX_SUBSCRIPTIONS_PER_CONNECTION']}); 1 skips it",
+    )
+    parser.add_argument(
+        "--saturation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ramp the write rate with a fixed number of subscribers to find the delivered "
+        "events/s at saturation (default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--saturation-subscribers",
+        type=int,
+        default=DEFAULT_SATURATION_SUBSCRIBERS,
+        help="subscribers during the saturation ramp (default 1000)",
+    )
+    parser.add_argument(
+        "--saturation-rates",
+        type=_counts,
+        default=DEFAULT_SATURATION_RATES,
+        help="writes/s of the ramp's steps (default 10,20,40,80)",
+    )
+    parser.add_argument(
+        "--saturation-seconds",
+        type=float,
+        default=DEFAULT_SATURATION_SECONDS,
+        help="length of each ramp step (default 10)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"smoke run: N={','.join(map(str, QUICK_SUBSCRIBERS))}, {QUICK_MUTATIONS} "
@@ -199,31 +253,42 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         recipes=args.recipes or args.mutations,
         users=args.users,
         compression=args.compression,
+        subs_per_connection=args.subs_per_connection,
+        saturation=not args.quick if args.saturation is None else args.saturation,
+        saturation_subscribers=args.saturation_subscribers,
+        saturation_rates=tuple(sorted(set(args.saturation_rates))),
+        saturation_seconds=args.saturation_seconds,
     )
     if args.quick:
-        options = Options(
-            QUICK_SUBSCRIBERS,
-            QUICK_IDLE,
-            QUICK_MUTATIONS,
-            args.rate,
-            args.recipes or QUICK_MUTATIONS,
-            args.users,
-            args.compression,
+        options = replace(
+            options,
+            subscribers=QUICK_SUBSCRIBERS,
+            idle=QUICK_IDLE,
+            mutations=QUICK_MUTATIONS,
+            recipes=args.recipes or QUICK_MUTATIONS,
         )
     if not options.subscribers:
         parser.error("--subscribers needs at least one count")
     if options.mutations < 1 or options.rate <= 0 or options.recipes < 1 or options.users < 1:
         parser.error("--mutations, --recipes and --users must be at least 1, --rate above 0")
+    if options.subs_per_connection < 1 or options.saturation_subscribers < 1:
+        parser.error("--subs-per-connection and --saturation-subscribers must be at least 1")
+    if options.subs_per_connection > int(SERVER_SETTINGS["WS_MAX_SUBSCRIPTIONS_PER_CONNECTION"]):
+        parser.error("--subs-per-connection is above WS_MAX_SUBSCRIPTIONS_PER_CONNECTION")
+    if options.saturation and (not options.saturation_rates or options.saturation_seconds <= 0):
+        parser.error("--saturation needs rates and --saturation-seconds above 0")
     return options
 
 
 # ------------------------------------------------------------------ the subscriber process
 #
 # Runs in its own process (multiprocessing, spawn). The parent sends it commands over a pipe:
-#   ("open", spec)          open spec["count"] more subscribers; reply ("ok", seconds)
+#   ("open", spec)          open spec["count"] more subscribers, spec["per_connection"] on each
+#                           WebSocket (Larder); reply ("ok", seconds)
 #   ("reset",)              forget the receipts so far, pause the GC; reply ("ok", None)
-#   ("collect", m, quiet)   wait until every subscriber has m receipts (or `quiet` seconds pass
-#                           without one); reply ("ok", Collected as a dict)
+#   ("collect", m, quiet, limit)  wait until every subscriber has m receipts (or `quiet` seconds
+#                           pass without one, or `limit` seconds in all when not None); reply
+#                           ("ok", Collected as a dict)
 #   ("close",)              close every connection; reply ("ok", seconds)
 #   ("exit",)
 # Errors come back as ("error", text). Only builtin types cross the pipe, so it works however
@@ -241,7 +306,8 @@ class Collected:
 
 
 class SubscriberPool:
-    """N WebSocket clients, one receiving task each: `recv`, `json.loads`, append."""
+    """N subscriptions on WebSocket clients, one receiving task per connection: `recv`,
+    `json.loads`, append (to the subscription's log, by message id, when multiplexed)."""
 
     def __init__(self) -> None:
         self.connections: list[Any] = []
@@ -258,9 +324,13 @@ class SubscriberPool:
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
         tokens: list[str] = spec["tokens"]
         larder = spec["system"] == LARDER
-        subscribe = json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
+        per_connection: int = spec.get("per_connection", 1) if larder else 1
 
-        async def one(index: int) -> Any:
+        def subscribe(sub_id: int) -> str:
+            payload = {"query": SUBSCRIPTION}
+            return json.dumps({"id": str(sub_id), "type": "subscribe", "payload": payload})
+
+        async def one(index: int, subscriptions: int) -> Any:
             async with limit:
                 ws = await connect(
                     spec["url"],
@@ -280,17 +350,48 @@ class SubscriberPool:
                     ack = json.loads(await ws.recv())
                     if ack.get("type") != "connection_ack":
                         raise BenchError(f"no connection_ack: {ack}")
-                    await ws.send(subscribe)
+                    for sub_id in range(1, subscriptions + 1):
+                        await ws.send(subscribe(sub_id))
                 return ws
 
         first = len(self.connections)
-        opened = await asyncio.gather(*(one(first + i) for i in range(spec["count"])))
-        for ws in opened:
-            log: list[Receipt] = []
+        sizes = [per_connection] * (spec["count"] // per_connection)
+        if spec["count"] % per_connection:
+            sizes.append(spec["count"] % per_connection)
+        opened = await asyncio.gather(*(one(first + i, k) for i, k in enumerate(sizes)))
+        for ws, k in zip(opened, sizes, strict=True):
             self.connections.append(ws)
-            self.receipts.append(log)
-            self.tasks.append(asyncio.create_task(self._receive(ws, log)))
+            if k == 1:
+                log: list[Receipt] = []
+                self.receipts.append(log)
+                self.tasks.append(asyncio.create_task(self._receive(ws, log)))
+            else:
+                logs: dict[str, list[Receipt]] = {str(i): [] for i in range(1, k + 1)}
+                self.receipts.extend(logs.values())
+                self.tasks.append(asyncio.create_task(self._receive_multiplexed(ws, logs)))
         return time.monotonic() - started
+
+    async def _receive_multiplexed(self, ws: Any, logs: dict[str, list[Receipt]]) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        clock = time.monotonic
+        loads = json.loads
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                raw = await ws.recv(decode=False)
+                arrived = clock()
+                message = loads(raw)
+                kind = message.get("type")
+                log = logs.get(message.get("id"))
+                if kind == "next" and log is not None:
+                    change = message["payload"]["data"]["recipeChanged"]
+                    log.append((arrived, change["recipe"]["id"], change["version"]))
+                    if self.sample is None:
+                        self.sample = raw
+                elif kind == "ping":
+                    await ws.send('{"type":"pong"}')
+                else:
+                    self.other.append(raw.decode()[:300])
 
     async def _receive(self, ws: Any, log: list[Receipt]) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -324,7 +425,7 @@ class SubscriberPool:
         gc.collect()
         gc.disable()
 
-    async def collect(self, expected: int, quiet: float) -> Collected:
+    async def collect(self, expected: int, quiet: float, limit: float | None = None) -> Collected:
         started = time.monotonic()
         last_total, last_progress = -1, started
         while True:
@@ -332,6 +433,8 @@ class SubscriberPool:
             if all(len(log) >= expected for log in self.receipts):
                 break
             now = time.monotonic()
+            if limit is not None and now - started > limit:
+                break
             if total != last_total:
                 last_total, last_progress = total, now
             elif now - last_progress > quiet:
@@ -344,8 +447,10 @@ class SubscriberPool:
             waited=time.monotonic() - started,
         )
 
-    async def collect_builtin(self, expected: int, quiet: float) -> dict[str, Any]:
-        return dict(vars(await self.collect(expected, quiet)))  # no deep copy, unlike asdict
+    async def collect_builtin(
+        self, expected: int, quiet: float, limit: float | None
+    ) -> dict[str, Any]:
+        return dict(vars(await self.collect(expected, quiet, limit)))  # no deep copy (asdict)
 
     async def close(self) -> float:
         started = time.monotonic()
@@ -379,8 +484,8 @@ async def _serve_commands(pipe: Connection) -> None:
                 case ("reset",):
                     pool.reset()
                     pipe.send(("ok", None))
-                case ("collect", expected, quiet):
-                    pipe.send(("ok", await pool.collect_builtin(expected, quiet)))
+                case ("collect", expected, quiet, limit):
+                    pipe.send(("ok", await pool.collect_builtin(expected, quiet, limit)))
                 case ("close",):
                     pipe.send(("ok", await pool.close()))
                 case ("exit",):
@@ -432,7 +537,14 @@ class Subscribers:
         return value
 
     async def open(
-        self, system: str, url: str, tokens: list[str], count: int, deflate: bool
+        self,
+        system: str,
+        url: str,
+        tokens: list[str],
+        count: int,
+        deflate: bool,
+        *,
+        per_connection: int = 1,
     ) -> float:
         spec = {
             "system": system,
@@ -440,6 +552,7 @@ class Subscribers:
             "tokens": tokens,
             "count": count,
             "compression": deflate,
+            "per_connection": per_connection,
         }
         seconds: float = await self._call("open", spec)
         self.count += count
@@ -448,8 +561,10 @@ class Subscribers:
     async def reset(self) -> None:
         await self._call("reset")
 
-    async def collect(self, expected: int, quiet: float = QUIET_TIMEOUT) -> Collected:
-        return Collected(**await self._call("collect", expected, quiet))
+    async def collect(
+        self, expected: int, quiet: float = QUIET_TIMEOUT, limit: float | None = None
+    ) -> Collected:
+        return Collected(**await self._call("collect", expected, quiet, limit))
 
     async def close(self) -> float:
         seconds: float = await self._call("close")
@@ -597,6 +712,10 @@ class LatencyResult:
         return len(self.latencies)
 
     @property
+    def offered(self) -> int:
+        return self.writes * self.subscribers
+
+    @property
     def delivered_per_second(self) -> float:
         return self.receipts / self.seconds if self.seconds > 0 else 0.0
 
@@ -616,10 +735,40 @@ class IdleResult:
     rss_after_kb: int
     connect_seconds: float
     client_rss_kb: int
+    per_connection: int = 1  # subscriptions multiplexed on each WebSocket
 
     @property
     def kb_per_subscriber(self) -> float:
         return (self.rss_after_kb - self.rss_before_kb) / self.subscribers
+
+    @property
+    def connections(self) -> int:
+        return -(-self.subscribers // self.per_connection)
+
+
+@dataclass
+class SaturationStep:
+    rate: float  # writes/s offered
+    result: LatencyResult
+    overflowed: int  # subscriptions the server closed because they fell behind (Larder)
+
+    @property
+    def offered_per_second(self) -> float:
+        return self.rate * self.result.subscribers
+
+    @property
+    def bounded(self) -> bool:
+        p99 = self.result.latency_ms(99)
+        return (
+            p99 is not None
+            and p99 < SATURATION_P99_BOUND * 1000
+            and self.result.missing == 0
+            and self.overflowed == 0
+        )
+
+    def busy(self, name: str) -> float | None:
+        spent = self.result.cpu.get(name)
+        return None if spent is None else spent / self.result.seconds
 
 
 @dataclass
@@ -627,6 +776,9 @@ class SystemRun:
     name: str
     latency: list[LatencyResult] = field(default_factory=list)
     idle: list[IdleResult] = field(default_factory=list)
+    idle_multiplexed: list[IdleResult] = field(default_factory=list)
+    saturation: list[SaturationStep] = field(default_factory=list)
+    saturation_wall: float = 0.0  # seconds the saturation phase took, opening and closing included
     message_bytes: int | None = None
     sample: str | None = None
     server_cpu: float = 0.0
@@ -664,6 +816,10 @@ class Target:
 
     async def registered(self) -> int:
         raise NotImplementedError
+
+    async def overflows(self) -> int:
+        """Subscriptions the server has closed so far because they fell behind."""
+        return 0
 
     async def wait_registered(self, count: int) -> None:
         deadline = time.monotonic() + REGISTER_TIMEOUT
@@ -709,6 +865,11 @@ class LarderTarget(Target):
 
     async def registered(self) -> int:
         return int(metric(await self.metrics(), "larder_subscriptions"))
+
+    async def overflows(self) -> int:
+        text = await self.metrics()
+        names = ("larder_subscriber_overflows", "larder_events_dropped")
+        return int(sum(optional_metric(text, name) or 0 for name in names))
 
     async def setup(self, recipes: int) -> None:
         """Create the PUBLIC recipes (before anyone subscribes) and wait for their events."""
@@ -829,7 +990,13 @@ async def measure_latency(
     spent = CpuMeter.delta(before, cpu.sample())
     await subscribers.close()
     await target.wait_registered(0)
+    return summarise(target.name, count, writes, collected, spent)
 
+
+def summarise(
+    system: str, count: int, writes: Writes, collected: Collected, spent: dict[str, float]
+) -> LatencyResult:
+    """Match every receipt to its write: latencies, missing, duplicate and unmatched ones."""
     sent, replied = writes.sent, writes.replied
     latencies: list[float] = []
     after_reply: list[float] = []
@@ -852,7 +1019,7 @@ async def measure_latency(
         missing += len(sent) - len(seen)
     first_send = min(sent.values())
     return LatencyResult(
-        system=target.name,
+        system=system,
         subscribers=count,
         writes=len(sent),
         latencies=latencies,
@@ -869,9 +1036,14 @@ async def measure_latency(
 
 
 async def measure_idle(
-    target: Target, subscribers: Subscribers, counts: Sequence[int], options: Options
+    target: Target,
+    subscribers: Subscribers,
+    counts: Sequence[int],
+    options: Options,
+    per_connection: int = 1,
 ) -> list[IdleResult]:
-    """Open idle subscribers cumulatively up to each count; server VmRSS against none."""
+    """Open idle subscribers cumulatively up to each count (`per_connection` subscriptions on
+    each WebSocket); server VmRSS against none."""
     results: list[IdleResult] = []
     await asyncio.sleep(SETTLE_SECONDS)
     before = process_rss_kb(target.server.pid)
@@ -879,7 +1051,12 @@ async def measure_idle(
     for count in counts:
         started = time.monotonic()
         await subscribers.open(
-            target.name, target.ws_url, target.tokens, count - opened, options.compression
+            target.name,
+            target.ws_url,
+            target.tokens,
+            count - opened,
+            options.compression,
+            per_connection=per_connection,
         )
         await target.wait_registered(count)
         seconds = time.monotonic() - started
@@ -893,15 +1070,112 @@ async def measure_idle(
                 rss_after_kb=process_rss_kb(target.server.pid),
                 connect_seconds=seconds,
                 client_rss_kb=process_rss_kb(subscribers.pid),
+                per_connection=per_connection,
             )
         )
         print(
-            f"  {target.name}: {count} idle subscribers open in {seconds:.1f} s",
+            f"  {target.name}: {count} idle subscriptions ({per_connection} per connection) "
+            f"open in {seconds:.1f} s",
             file=sys.stderr,
         )
     await subscribers.close()
     await target.wait_registered(0)
     return results
+
+
+async def measure_saturation(
+    target: Target, subscribers: Subscribers, options: Options, cpu: CpuMeter
+) -> list[SaturationStep]:
+    """N subscribers; open-loop steps of rising write rate until one is not bounded."""
+    count = options.saturation_subscribers
+    await subscribers.open(target.name, target.ws_url, target.tokens, count, options.compression)
+    await target.wait_registered(count)
+    steps: list[SaturationStep] = []
+    offset = 0  # writes go on round-robin over the recipes from one step to the next
+    try:
+        for rate in options.saturation_rates:
+            writes_count = max(1, round(rate * options.saturation_seconds))
+            print(
+                f"{target.name}: saturation, {count} subscribers, {rate} writes/s "
+                f"({writes_count} writes)",
+                file=sys.stderr,
+            )
+            await subscribers.reset()
+            overflows_before = await target.overflows()
+            writes = Writes()
+            before = cpu.sample()
+            await paced(writes_count, rate, shifted(target, offset, writes))
+            collected = await subscribers.collect(
+                writes_count, quiet=SATURATION_QUIET, limit=SATURATION_DRAIN
+            )
+            spent = CpuMeter.delta(before, cpu.sample())
+            offset += writes_count
+            step = SaturationStep(
+                rate=rate,
+                result=summarise(target.name, count, writes, collected, spent),
+                overflowed=await target.overflows() - overflows_before,
+            )
+            steps.append(step)
+            r = step.result
+            print(
+                f"  offered {step.offered_per_second:,.0f}/s, delivered "
+                f"{r.delivered_per_second:,.0f}/s, p50 {r.latency_ms(50) or 0:.1f} ms, p99 "
+                f"{r.latency_ms(99) or 0:.1f} ms, missing {r.missing}, overflowed "
+                f"{step.overflowed}",
+                file=sys.stderr,
+            )
+            if not step.bounded:
+                break
+    finally:
+        await subscribers.close()
+    await target.wait_registered(0)
+    return steps
+
+
+def shifted(
+    target: Target, start: int, writes: Writes
+) -> Callable[[int], Coroutine[Any, Any, None]]:
+    """Write number `start + i` for operation i (the ramp's steps go on round-robin)."""
+    return lambda i: target.write(start + i, writes)
+
+
+def saturation_figure(steps: Sequence[SaturationStep]) -> float | None:
+    """The highest delivered/s of a bounded step (p99 < 1 s, nothing missing)."""
+    bounded = [s.result.delivered_per_second for s in steps if s.bounded]
+    return max(bounded) if bounded else None
+
+
+async def measure_multiplexed(
+    env: dict[str, str],
+    workdir: Path,
+    keys: BenchKeys,
+    previous: LarderTarget,
+    subscribers: Subscribers,
+    *,
+    options: Options,
+) -> list[IdleResult]:
+    """Idle memory with K subscriptions per WebSocket, on a fresh Larder server.
+
+    A fresh process (warmed up like the first), because the memory that closed connections
+    freed is kept by the allocator: a reused server would show almost no RSS growth.
+    """
+    k = options.subs_per_connection
+    print(f"{LARDER}: idle memory, {k} subscriptions per connection (new server)", file=sys.stderr)
+    server = start_server(env, workdir)
+    try:
+        headers = {"Authorization": f"Bearer {keys.token(WRITER)}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=120.0) as http:
+            target = LarderTarget(server, http, keys, options.users)
+            target.recipe_ids = previous.recipe_ids
+            target.versions = previous.versions
+            target.locks = {recipe_id: asyncio.Lock() for recipe_id in target.recipe_ids}
+            await warm_up(target, subscribers, options)
+            return await measure_idle(target, subscribers, options.idle, options, per_connection=k)
+    except BenchError:
+        print(server.log_tail(30), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
 
 
 async def warm_up(target: Target, subscribers: Subscribers, options: Options) -> bytes | None:
@@ -946,6 +1220,12 @@ async def run_system(
             f"ms, missing {result.missing}",
             file=sys.stderr,
         )
+    if await target.overflows():
+        raise BenchError(f"some {target.name} subscribers overflowed their queue")
+    if options.saturation:  # after the check: overflowing is how a ramp step may fail
+        started = time.monotonic()
+        run.saturation = await measure_saturation(target, subscribers, options, cpu)
+        run.saturation_wall = time.monotonic() - started
 
 
 async def drop_database(mongodb_uri: str) -> None:
@@ -985,20 +1265,16 @@ async def run_benchmark(
                 cpu = CpuMeter({**pids, "server": server.pid})
                 try:
                     await run_system(larder, subscribers, options, cpu, larder_run)
-                    text = await larder.metrics()
-                    dropped = [
-                        value
-                        for name in ("larder_subscriber_overflows", "larder_events_dropped")
-                        if (value := optional_metric(text, name))
-                    ]
-                    if dropped:
-                        raise BenchError("some Larder subscribers overflowed their queue")
                 except BenchError:
                     print(server.log_tail(30), file=sys.stderr)
                     raise
             larder_run.server_cpu = process_cpu_seconds(server.pid)
         finally:
             larder_run.server_exit = server.stop()
+        if options.idle and options.subs_per_connection > 1:
+            larder_run.idle_multiplexed = await measure_multiplexed(
+                env, workdir / "server-multiplexed", keys, larder, subscribers, options=options
+            )
 
         baseline = start_baseline(workdir / "baseline")
         try:
@@ -1016,7 +1292,8 @@ async def run_benchmark(
 
 
 def max_connections(options: Options) -> int:
-    return max((*options.subscribers, *options.idle))
+    saturation: tuple[int, ...] = (options.saturation_subscribers,) if options.saturation else ()
+    return max((*options.subscribers, *options.idle, *saturation))
 
 
 def raise_open_file_limit(needed: int) -> str:
@@ -1040,6 +1317,124 @@ def _ratio(larder: float | None, baseline: float | None) -> str:
     if larder is None or baseline is None or baseline == 0:
         return "-"
     return f"{larder / baseline:.2f}x"
+
+
+def _met(value: float | None, ok: Callable[[float], bool]) -> str:
+    if value is None:
+        return "-"
+    return "yes" if ok(value) else "no"
+
+
+def target_rows(options: Options, runs: Sequence[SystemRun]) -> list[list[object]]:
+    """The issue's targets beside what this run measured."""
+    rows: list[list[object]] = []
+    if options.saturation:
+        for run in runs:
+            figure = saturation_figure(run.saturation)
+            rows.append(
+                [
+                    "delivered events/s at saturation, one server process "
+                    f"(N={options.saturation_subscribers})",
+                    run.name,
+                    figure,
+                    f">= {TARGET_EVENTS_PER_SECOND:,}",
+                    _met(figure, lambda v: v >= TARGET_EVENTS_PER_SECOND),
+                ]
+            )
+    for run in runs:
+        for mem in (*run.idle, *run.idle_multiplexed):
+            unit = "subscription" if run.name == LARDER else "connection"
+            how = (
+                "1 subscription per connection"
+                if mem.per_connection == 1
+                else f"{mem.per_connection} subscriptions per connection"
+            )
+            if run.name != LARDER:
+                how = "1 connection, no subscription protocol"
+            rows.append(
+                [
+                    f"server RSS per idle {unit}, {mem.subscribers:,} idle ({how})",
+                    run.name,
+                    mem.kb_per_subscriber,
+                    f"<= {TARGET_KB_PER_SUBSCRIPTION:g} KB",
+                    _met(mem.kb_per_subscriber, lambda v: v <= TARGET_KB_PER_SUBSCRIPTION)
+                    if run.name == LARDER
+                    else "-",
+                ]
+            )
+    return rows
+
+
+def saturation_lines(options: Options, runs: Sequence[SystemRun]) -> list[str]:
+    """The saturation ramp's table and each system's figure (nothing when not run)."""
+    saturation_rows: list[list[object]] = [
+        [
+            run.name,
+            step.result.subscribers,
+            step.rate,
+            step.offered_per_second,
+            step.result.delivered_per_second,
+            step.result.latency_ms(50),
+            step.result.latency_ms(99),
+            step.result.missing,
+            step.overflowed,
+            step.busy("server"),
+            step.busy("clients"),
+            step.busy("database"),
+            step.busy("writer"),
+            "yes" if step.bounded else "no",
+        ]
+        for run in runs
+        for step in run.saturation
+    ]
+    lines: list[str] = []
+    if saturation_rows:
+        lines += [
+            f"Saturation: {options.saturation_subscribers} subscribers, open-loop write rate "
+            f"ramped in {options.saturation_seconds:g} s steps, stopping after the first step "
+            f"that is not bounded (p99 >= {SATURATION_P99_BOUND * 1000:.0f} ms, or anything "
+            f"missing); receipts are awaited at most {SATURATION_DRAIN:g} s after a step "
+            "(a backlog past that counts as missing). offered/s = writes/s x N; delivered/s = "
+            "receipts / (last receipt - first send); CPUs busy = CPU seconds / that time "
+            "(clients = the one subscriber process, writer = this process):",
+            "",
+            markdown_table(
+                [
+                    "system",
+                    "N",
+                    "writes/s",
+                    "offered/s",
+                    "delivered/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "missing",
+                    "overflowed",
+                    "server CPUs",
+                    "client CPUs",
+                    "database CPUs",
+                    "writer CPUs",
+                    "bounded",
+                ],
+                saturation_rows,
+            ),
+            "",
+        ]
+        for run in runs:
+            figure = saturation_figure(run.saturation)
+            unbounded = [s for s in run.saturation if not s.bounded]
+            ceiling = (
+                f"; the first unbounded step delivered "
+                f"{unbounded[0].result.delivered_per_second:,.0f}/s (the ceiling lies between)"
+                if unbounded
+                else "; no step was unbounded (add higher --saturation-rates)"
+            )
+            lines.append(
+                f"- {run.name}: bounded up to "
+                f"{'-' if figure is None else f'{figure:,.0f}'} delivered/s{ceiling}; the "
+                f"phase took {run.saturation_wall:.0f} s"
+            )
+        lines.append("")
+    return lines
 
 
 def report(
@@ -1135,6 +1530,8 @@ def report(
         [
             r.system,
             r.subscribers,
+            r.per_connection,
+            r.connections,
             r.rss_before_kb / 1024,
             r.rss_after_kb / 1024,
             r.kb_per_subscriber,
@@ -1142,10 +1539,16 @@ def report(
             r.client_rss_kb / 1024,
         ]
         for run in runs
-        for r in run.idle
+        for r in (*run.idle, *run.idle_multiplexed)
     ]
     lines = [
         "## Larder subscription fan-out benchmark",
+        "",
+        "Targets (issue 6):",
+        "",
+        markdown_table(
+            ["metric", "system", "measured", "target", "met"], target_rows(options, runs)
+        ),
         "",
         *environment_lines(
             ("strawberry-graphql", "starlette", "uvicorn", "uvloop", "websockets", "pymongo")
@@ -1232,6 +1635,8 @@ def report(
             [
                 "system",
                 "N",
+                "subs/conn",
+                "connections",
                 "server RSS before MB",
                 "server RSS after MB",
                 "KB/sub",
@@ -1241,11 +1646,18 @@ def report(
             idle_rows,
         ),
         "",
+        "KB/sub = RSS delta / subscriptions (baseline: / connections). With subs/conn > 1 "
+        "every WebSocket carries that many graphql-transport-ws subscriptions (ids 1..K), "
+        "measured on a second, fresh Larder server (warmed up the same way): memory freed by "
+        "closed connections stays with the allocator, so a reused process would read ~0.",
+        "",
     ]
+    lines += saturation_lines(options, runs)
     for run in runs:
-        odd = [m for r in run.latency for m in r.other_messages]
-        dupes = sum(r.duplicates for r in run.latency)
-        unmatched = sum(r.unmatched for r in run.latency)
+        results = [*run.latency, *(step.result for step in run.saturation)]
+        odd = [m for r in results for m in r.other_messages]
+        dupes = sum(r.duplicates for r in results)
+        unmatched = sum(r.unmatched for r in results)
         if odd or dupes or unmatched:
             lines.append(
                 f"- {run.name}: {dupes} duplicate and {unmatched} unmatched receipts; "
