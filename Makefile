@@ -29,9 +29,7 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/mutations.py
-	$(BIN)/python bench/fanout.py
-	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/targets.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .pytest_cache .ruff_cache

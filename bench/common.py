@@ -587,3 +587,20 @@ def environment_lines(packages: Sequence[str] = ("pymongo",)) -> list[str]:
         f"- machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs "
         f"({cpu_model()})",
     ]
+
+
+SUMMARY_ENV = "LARDER_BENCH_SUMMARY"
+
+
+def write_summary(section: str, figures: Mapping[str, object]) -> None:
+    """For bench/targets.py: merge `figures` under `section` into the JSON file named by
+    $LARDER_BENCH_SUMMARY (does nothing when it is unset)."""
+    import json
+
+    path = os.environ.get(SUMMARY_ENV)
+    if not path:
+        return
+    target = Path(path)
+    data = json.loads(target.read_text()) if target.exists() else {}
+    data[section] = dict(figures)
+    target.write_text(json.dumps(data, indent=2, default=str))

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -83,6 +83,7 @@ from bench.common import (
     server_environment,
     start_server,
     wait_until_ready,
+    write_summary,
 )
 
 DB_NAME = "bench_fanout"
@@ -1139,6 +1140,22 @@ def shifted(
     return lambda i: target.write(start + i, writes)
 
 
+def fanout_summary(larder: SystemRun, machine: Mapping[str, object]) -> dict[str, object]:
+    """Larder's figures for bench/targets.py."""
+    at_1000 = [r for r in larder.latency if r.subscribers == 1000]
+    summary: dict[str, object] = {
+        "p99_ms_1000_subscribers": at_1000[0].latency_ms(99) if at_1000 else None,
+        "missing_1000_subscribers": at_1000[0].missing if at_1000 else None,
+        "saturation_events_per_second": saturation_figure(larder.saturation),
+        "load_before": machine.get("load_before"),
+        "load_after": machine.get("load_after"),
+    }
+    for idle in (*larder.idle, *larder.idle_multiplexed):
+        key = f"kb_per_idle_subscription_{idle.subscribers}_x{idle.per_connection}"
+        summary[key] = idle.kb_per_subscriber
+    return summary
+
+
 def saturation_figure(steps: Sequence[SaturationStep]) -> float | None:
     """The highest delivered/s of a bounded step (p99 < 1 s, nothing missing)."""
     bounded = [s.result.delivered_per_second for s in steps if s.bounded]
@@ -1707,6 +1724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     machine["load_after"] = read_loadavg()
     print(report(options, database, larder, baseline, machine))
+    write_summary("fanout", fanout_summary(larder, machine))
     print(f"\n(run took {time.monotonic() - started:.0f} s)")
     return 0
 

@@ -65,6 +65,7 @@ from bench.common import (
     server_environment,
     split_evenly,
     stored_recipe,
+    write_summary,
 )
 
 GRAPHQL_DB = "bench_graphql"
@@ -520,6 +521,18 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(drop_databases(database.uri))
     machine["load_after"] = read_loadavg()
     print(report(options, database, results, notes, machine))
+    by_name = {r.name: r for r in results}
+    raw = by_name[RAW_READ_CAS].ops_per_second
+    write_summary(
+        "mutations",
+        {
+            "graphql_ops_per_second": by_name[GRAPHQL_PATH].ops_per_second,
+            "raw_ops_per_second": raw,
+            "ratio": by_name[GRAPHQL_PATH].ops_per_second / raw if raw else None,
+            "load_before": machine["load_before"],
+            "load_after": machine["load_after"],
+        },
+    )
     return 0
 
 

@@ -81,6 +81,7 @@ from bench.common import (
     recipe_input,
     running_server,
     server_environment,
+    write_summary,
 )
 
 DB_NAME = "bench_sync"
@@ -903,6 +904,18 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(drop_database(database.uri))
     machine["load_after"] = read_loadavg()
     print(report(options, database, results, notes, machine))
+    pulls = {(r.name, r.batch): r.docs_per_second for r in results if r.kind == "pull"}
+    summary: dict[str, object] = {
+        "load_before": machine.get("load_before"),
+        "load_after": machine.get("load_after"),
+    }
+    for batch in options.batches:
+        graphql = pulls.get((PULL_GRAPHQL, batch))
+        raw = pulls.get((PULL_RAW, batch))
+        if graphql is not None and raw:
+            summary[f"pull_ratio_batch_{batch}"] = graphql / raw
+            summary[f"pull_docs_per_second_batch_{batch}"] = graphql
+    write_summary("sync", summary)
     return 0
 
 
