@@ -49,10 +49,7 @@ class RecipeSyncDoc:
             id=r.id,
             title=r.title,
             description=r.description,
-            ingredients=[
-                Ingredient(name=i.name, quantity=i.quantity, unit=i.unit, note=i.note)
-                for i in r.ingredients
-            ],
+            ingredients=Ingredient.from_models(r.ingredients),
             steps=r.steps,
             tags=r.tags,
             servings=r.servings,

@@ -22,6 +22,10 @@ class Ingredient:
     unit: str | None = None
     note: str | None = None
 
+    @classmethod
+    def from_models(cls, items: list[model.Ingredient]) -> list[Ingredient]:
+        return [cls(name=i.name, quantity=i.quantity, unit=i.unit, note=i.note) for i in items]
+
 
 @strawberry.type
 class Recipe:
@@ -49,10 +53,7 @@ class Recipe:
             id=strawberry.ID(r.id),
             title=r.title,
             description=r.description,
-            ingredients=[
-                Ingredient(name=i.name, quantity=i.quantity, unit=i.unit, note=i.note)
-                for i in r.ingredients
-            ],
+            ingredients=Ingredient.from_models(r.ingredients),
             steps=r.steps,
             tags=r.tags,
             servings=r.servings,
