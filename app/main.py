@@ -95,7 +95,7 @@ class Runtime:
         )
         yield counter(
             "larder_events_dropped",
-            "Subscriptions closed because they fell behind",
+            "Subscriptions ended because they fell behind (their queued events were dropped)",
             self.hub.overflowed,
         )
         feed = self.feed

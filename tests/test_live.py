@@ -459,3 +459,14 @@ async def test_per_subscriber_execution_still_works(
     kinds = [(await ws.next_data())["recipeChanged"]["kind"] for _ in range(2)]
     assert kinds == ["CREATED", "DELETED"]
     await ws.close()
+
+
+async def test_a_token_past_exp_but_within_leeway_is_told_to_refresh_at_once(
+    server: LiveServer, rsa_keys: KeyPair
+) -> None:
+    now = int(time.time())
+    token = rsa_keys.token(extra={"exp": now - 5, "iat": now - 600})  # leeway is 30 s
+    ws = await GraphQLWS.connect(
+        server.url, payload={"authorization": f"Bearer {token}"}, ack=False
+    )
+    assert await ws.close_code() == (4440, "Token expired")

@@ -194,6 +194,11 @@ class _Session:
             config.metrics.auth_failures.labels(error.reason, "websocket").inc()
             await self.websocket.close(CLOSE_FORBIDDEN, f"Forbidden: {error.message}"[:120])
             return False
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            # Accepted only thanks to the clock-skew leeway: acknowledging it would just be
+            # followed by an immediate 4440, so ask for a fresh token straight away.
+            await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
+            return False
         wait = config.connect_limits.take(principal.id)
         if wait is not None:
             config.metrics.rate_limited.labels("ws_connect").inc()
