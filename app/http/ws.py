@@ -31,6 +31,7 @@ from app.auth.principal import Principal
 from app.auth.verifier import AuthError, TokenVerifier, bearer_token
 from app.metrics import Metrics
 from app.ratelimit import TokenBuckets, retry_after_header
+from app.realtime.hub import Mailbox
 from app.schema.context import Context
 from app.schema.fanout import Fanout, Plan, Subscriber, error_entry
 from app.schema.fanout_fields import prepare
@@ -163,7 +164,7 @@ class _Session:
             classify=classify,
             send=self.websocket.ws.send_text,
             envelope=envelope,
-            limit=fanout.hub.queue_limit,
+            mailbox=Mailbox(fanout.hub.queue_limit),
             on_delivered=delivered,
         )
         await fanout.add(key, group, subscriber, replay=plan.field == "streamRecipe")

@@ -42,28 +42,25 @@ class HubStats:
         self.delivered = 0
 
 
-class Subscription(Generic[T]):
-    """One subscriber: an async iterator over what `select` kept of each event."""
+class Mailbox(Generic[T]):
+    """A bounded queue drained by one consumer. Overflowing it ends it (SubscriberOverflow):
+    its items are dropped and the consumer is told to refetch."""
 
-    __slots__ = ("_error", "_items", "_limit", "_select", "_stats", "_waiter", "delivered")
+    __slots__ = ("_error", "_items", "_limit", "_waiter")
 
-    def __init__(
-        self, select: Callable[[RecipeEvent], T | None], limit: int, stats: HubStats
-    ) -> None:
-        self._select = select
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._stats = stats
         self._items: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: SubscriptionEnded | None = None
-        self.delivered = 0
 
-    def offer(self, event: RecipeEvent) -> bool:
-        """Queue what `select` keeps of `event`; False if this overflowed the subscriber."""
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def put(self, item: T) -> bool:
+        """Queue `item`; False if this overflowed (and so ended) the mailbox."""
         if self._error is not None:
-            return True
-        item = self._select(event)
-        if item is None:
             return True
         if len(self._items) >= self._limit:
             self.end(
@@ -77,16 +74,6 @@ class Subscription(Generic[T]):
         self._wake()
         return True
 
-    def take_ready(self, limit: int = 100) -> list[T]:
-        """Everything already queued (up to `limit`), without waiting: lets a subscriber
-        send a burst of changes as one message."""
-        taken: list[T] = []
-        while self._items and len(taken) < limit and self._error is None:
-            taken.append(self._items.popleft())
-        self.delivered += len(taken)
-        self._stats.delivered += len(taken)
-        return taken
-
     def end(self, error: SubscriptionEnded) -> None:
         self._error = error
         self._items.clear()
@@ -96,22 +83,62 @@ class Subscription(Generic[T]):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def __aiter__(self) -> Subscription[T]:
-        return self
+    def take_ready(self, limit: int = 100) -> list[T]:
+        """Everything already queued (up to `limit`), without waiting."""
+        taken: list[T] = []
+        while self._items and len(taken) < limit and self._error is None:
+            taken.append(self._items.popleft())
+        return taken
 
-    async def __anext__(self) -> T:
+    async def get(self) -> T:
+        """The next item; raises the reason once the mailbox has ended."""
         while True:
             if self._error is not None:
                 raise self._error
             if self._items:
-                self.delivered += 1
-                self._stats.delivered += 1
                 return self._items.popleft()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+
+
+class Subscription(Mailbox[T]):
+    """One subscriber: an async iterator over what `select` kept of each event."""
+
+    __slots__ = ("_select", "_stats", "delivered")
+
+    def __init__(
+        self, select: Callable[[RecipeEvent], T | None], limit: int, stats: HubStats
+    ) -> None:
+        super().__init__(limit)
+        self._select = select
+        self._stats = stats
+        self.delivered = 0
+
+    def offer(self, event: RecipeEvent) -> bool:
+        """Queue what `select` keeps of `event`; False if this overflowed the subscriber."""
+        if self._error is not None:
+            return True
+        item = self._select(event)
+        return True if item is None else self.put(item)
+
+    def take_ready(self, limit: int = 100) -> list[T]:
+        """Lets a subscriber send a burst of changes as one message."""
+        taken = super().take_ready(limit)
+        self.delivered += len(taken)
+        self._stats.delivered += len(taken)
+        return taken
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await self.get()
+        self.delivered += 1
+        self._stats.delivered += 1
+        return item
 
 
 class Hub:

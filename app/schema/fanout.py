@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +37,7 @@ from graphql import (
 )
 
 from app.realtime.events import RecipeEvent
-from app.realtime.hub import Hub, ResyncRequired, SubscriberOverflow, SubscriptionEnded
+from app.realtime.hub import Hub, Mailbox, ResyncRequired, SubscriptionEnded
 
 log = logging.getLogger("larder.fanout")
 
@@ -93,49 +92,24 @@ class Subscriber:
     classify: Classify
     send: Callable[[str], Awaitable[None]]
     envelope: str  # '{"id":"1","type":"next","payload":' (the closing brace is added)
-    limit: int
+    mailbox: Mailbox[str]
     on_delivered: Callable[[], None]
-    items: deque[str] = field(default_factory=deque)
-    error: SubscriptionEnded | None = None
-    _waiter: asyncio.Future[None] | None = None
 
     def push(self, payload: str) -> bool:
-        if self.error is not None:
-            return True
-        if len(self.items) >= self.limit:
-            self.end(
-                SubscriberOverflow(
-                    f"Subscriber fell more than {self.limit} changes behind; "
-                    "refetch and subscribe again"
-                )
-            )
-            return False
-        self.items.append(f"{self.envelope}{payload}}}")
-        self._wake()
-        return True
+        return self.mailbox.put(f"{self.envelope}{payload}}}")
 
     def end(self, error: SubscriptionEnded) -> None:
-        self.error = error
-        self.items.clear()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self.mailbox.end(error)
 
     async def run(self) -> SubscriptionEnded:
         """Send queued messages until the subscription ends; returns why it ended."""
         while True:
-            while self.items:
-                await self.send(self.items.popleft())
-                self.on_delivered()
-            if self.error is not None:
-                return self.error
-            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
+                message = await self.mailbox.get()
+            except SubscriptionEnded as ended:
+                return ended
+            await self.send(message)
+            self.on_delivered()
 
 
 @dataclass(eq=False)
@@ -163,7 +137,7 @@ class Fanout:
         shared = self.groups.setdefault(key, group)
         if replay:
             # Replay at most half a queue, so a fresh subscriber never starts overflowed.
-            for event in self.hub.recent[-max(1, subscriber.limit // 2) :]:
+            for event in self.hub.recent[-max(1, subscriber.mailbox.limit // 2) :]:
                 self._deliver(shared, event, [subscriber])
         shared.members.add(subscriber)
         await self.hub.count_external(1)
