@@ -65,7 +65,6 @@ class BodyLimit:
             await too_large(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -76,20 +75,30 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracked)
         except _TooLarge:
-            if not started:
+            if not tracked.started:
                 await too_large(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _TrackedSend:
+    """`send`, remembering whether the response has started (then it cannot be replaced)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 class TimeLimit:
@@ -103,18 +112,12 @@ class TimeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
             async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, tracked)
         except TimeoutError:
-            if not started:
+            if not tracked.started:
                 response = graphql_error(
                     504, "TIMEOUT", f"The operation took longer than {self.seconds:g} s"
                 )
