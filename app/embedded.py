@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import re
 import shutil
@@ -28,11 +27,17 @@ class EmbeddedDatabaseError(RuntimeError):
     pass
 
 
+try:  # resolved here, not in the forked child (which must only make the one call)
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM the daemon if the server process dies without stopping it (kill -9)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _executable() -> str:
@@ -92,10 +97,12 @@ class EmbeddedDatabase:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # Safe here: the child makes one prctl call, no locks, no imports.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
-        if not ready.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+        if not ready.wait(STARTUP_TIMEOUT) or not self._listening:
             output = "".join(self._lines[-20:])
             self.stop()
             raise EmbeddedDatabaseError(f"SecantusDB did not start:\n{output}")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -221,3 +222,30 @@ async def test_metrics_and_access_logs(
     everything = " ".join(str(r.__dict__) for r in caplog.records)
     assert "Secret family recipe" not in everything
     assert api.token("alice") not in everything
+
+
+def test_the_embedded_database_dies_with_a_killed_server(tmp_path: Path) -> None:
+    """kill -9 gives the server no chance to stop its database: the kernel does it
+    (PR_SET_PDEATHSIG), so no orphan keeps the data directory locked."""
+    server = ServerProcess(
+        {"DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO"}, tmp_path
+    ).start()
+    assert server.process is not None
+    found = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "data" / "db")], capture_output=True, text=True, check=True
+    )
+    daemon = Path(f"/proc/{found.stdout.split()[0]}")
+    server.process.kill()
+    server.stop()
+    # Across processes there is no event to await: poll the daemon's exit, bounded.
+    deadline = time.monotonic() + 30
+    while daemon.exists() and _state(daemon) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not daemon.exists() or _state(daemon) == "Z", "the database outlived its server"
+
+
+def _state(proc: Path) -> str:
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
