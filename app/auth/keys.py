@@ -113,10 +113,6 @@ def generate_private_key(key_type: KeyType = "rsa") -> PrivateKeyTypes:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def default_algorithm(key_type: KeyType) -> str:
-    return {"rsa": "RS256", "ec": "ES256", "ed25519": "EdDSA"}[key_type]
-
-
 def write_key_pair(directory: Path, key_type: KeyType = "rsa") -> tuple[Path, Path]:
     """Write `private.pem` (mode 0600) and `public.pem` into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
