@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from app.auth.keys import load_private_pem
 from app.embedded import EmbeddedDatabase
@@ -21,7 +22,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.processes import ServerProcess, free_port
 from tests.support import UPSERT, Api, KeyPair, LiveServer, create
-from tests.wsclient import CHANGES, GraphQLWS
+from tests.wsclient import CHANGES, TRANSPORT, GraphQLWS
 
 
 @pytest.fixture
@@ -123,6 +124,12 @@ async def test_database_unreachable_at_startup_then_recovering(
             assert response.status_code == 503
             assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
             assert response.headers["retry-after"]
+            async with websockets.connect(
+                live.url.replace("http", "ws") + "/graphql",
+                subprotocols=[TRANSPORT],  # type: ignore[list-item]
+            ) as raw:
+                closed = await GraphQLWS(raw, TRANSPORT).close_code()
+            assert closed == (1013, "Database unavailable; try again shortly")
             with EmbeddedDatabase(storage=":memory:", port=port):
                 await asyncio.wait_for(runtime.ready.wait(), 60)
                 assert (await http.get("/readyz")).json() == {"ready": True}

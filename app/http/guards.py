@@ -31,13 +31,17 @@ class ReadyGate:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            await send(
-                {
-                    "type": "websocket.close",
-                    "code": 1013,
-                    "reason": "Database unavailable; try again shortly",
-                }
-            )
+            # Accept, then close with 1013 so clients see a retryable code (a close before
+            # the accept reaches them as an HTTP 403 to the upgrade).
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": 1013,
+                        "reason": "Database unavailable; try again shortly",
+                    }
+                )
             return
         response = graphql_error(
             503, "SERVICE_UNAVAILABLE", "The database is unavailable; retry shortly"
