@@ -235,6 +235,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         runtime.sessions,
         connection_init_timeout=settings.ws_connection_init_timeout_seconds,
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
+        allowed_origins=settings.cors_origin_list,
         fanout=Fanout(runtime.hub, schema._schema) if settings.ws_grouped_fanout else None,
     )
     graphql = ReadyGate(

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from strawberry.http.websocket_origin import normalize_allowed_origins
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {
@@ -102,6 +103,19 @@ class Settings(BaseSettings):
             )
         return ",".join(algorithms)
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [o.strip() for o in value.split(",") if o.strip()]
+        try:
+            normalize_allowed_origins(origins)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} CORS_ORIGINS lists browser origins, comma-separated, "
+                "e.g. https://app.example.com,http://localhost:5173"
+            ) from None
+        return ",".join(origins)
+
     @field_validator("tombstone_retention", "tombstone_purge_interval")
     @classmethod
     def _positive_duration(cls, value: timedelta, info: ValidationInfo) -> timedelta:
@@ -120,7 +134,9 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        """Browser origins allowed to call the API: over HTTP (CORS) and over WebSocket
+        (the handshake's Origin header; browsers apply no CORS to WebSockets)."""
+        return [o for o in self.cors_origins.split(",") if o]
 
     @property
     def is_production(self) -> bool:

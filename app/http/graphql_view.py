@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -36,6 +36,7 @@ class LarderGraphQL(GraphQL[Context, None]):
         *,
         connection_init_timeout: float,
         max_subscriptions_per_connection: int,
+        allowed_origins: Sequence[str] = (),
         fanout: Fanout | None = None,
     ) -> None:
         super().__init__(
@@ -44,6 +45,9 @@ class LarderGraphQL(GraphQL[Context, None]):
             allow_queries_via_get=True,
             connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
             max_subscriptions_per_connection=max_subscriptions_per_connection,
+            # Browsers send an Origin header on every WebSocket handshake and apply no CORS
+            # to it: a page on another origin is accepted only when listed in CORS_ORIGINS.
+            allowed_origins=allowed_origins,
         )
         self._services = services
         self.session_config = session_config
