@@ -17,12 +17,11 @@ def make_client(uri: str, timeout_seconds: float = 3.0) -> AsyncMongoClient[dict
     """A client that fails fast when the database is unreachable (requests answer
     SERVICE_UNAVAILABLE instead of hanging for pymongo's default 30 s)."""
     ms = int(timeout_seconds * 1000)
+    # `appName=` in the URI (e.g. one per instance) wins: it names the instance in the
+    # database's logs and current operations.
+    options: dict[str, Any] = {} if "appname=" in uri.lower() else {"appname": "larder"}
     return AsyncMongoClient(
-        uri,
-        tz_aware=True,
-        appname="larder",
-        serverSelectionTimeoutMS=ms,
-        connectTimeoutMS=ms,
+        uri, tz_aware=True, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, **options
     )
 
 

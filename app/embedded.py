@@ -89,6 +89,9 @@ class EmbeddedDatabase:
             self.storage,
             "--noop-heartbeat-seconds",
             "10",
+            # Acknowledged means durable: fsync the log on every commit, so a kill -9 or a
+            # power cut loses no acknowledged write (without it, measured: dozens per kill).
+            *([] if self.storage == ":memory:" else ["--sync-on-commit"]),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(

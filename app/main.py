@@ -40,6 +40,7 @@ from app.schema import QueryLimits, build_schema
 from app.schema.context import AppServices
 from app.schema.fanout import Fanout
 from app.services.adopt import adopt_foreign_writes
+from app.services.lease import WriterLease
 from app.services.recipes import RecipeService
 from app.services.sync import SyncService
 from app.services.writes import StampedWriter
@@ -61,6 +62,7 @@ class Runtime:
     client: AsyncMongoClient[dict[str, Any]] | None = None
     services: AppServices | None = None
     feed: ChangeFeed | None = None
+    lease: WriterLease | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -98,6 +100,11 @@ class Runtime:
             "Subscriptions ended because they fell behind (their queued events were dropped)",
             self.hub.overflowed,
         )
+        yield counter(
+            "larder_writer_sessions_reaped",
+            "Transactions of crashed or stalled instances aborted by this process",
+            0 if self.lease is None else self.lease.reaped,
+        )
         feed = self.feed
         yield counter(
             "larder_change_feed_restarts",
@@ -124,7 +131,9 @@ async def purge_tombstones(sync: SyncService, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def connect_database(runtime: Runtime, database: Any, writer: StampedWriter) -> None:
+async def connect_database(
+    runtime: Runtime, database: Any, writer: StampedWriter, lease: WriterLease
+) -> None:
     """Ensure indexes and open the change feed, retrying with backoff until the database
     answers; /readyz turns true (and requests are served) only then."""
     delay = 0.25
@@ -146,6 +155,7 @@ async def connect_database(runtime: Runtime, database: Any, writer: StampedWrite
             )
         ),
         asyncio.create_task(adopt_foreign_writes(runtime.hub, writer)),
+        asyncio.create_task(lease.run()),
     ]
     runtime.ready.set()
     log.info("larder %s ready (database %s)", __version__, database.name)
@@ -185,7 +195,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         client = runtime.client = make_client(uri, settings.mongodb_timeout_seconds)
         database = client.get_database(settings.mongodb_db)
         recipes = database.get_collection("recipes")
-        writer = StampedWriter(recipes, database.get_collection("sync_clock"))
+        lease = runtime.lease = WriterLease(database.get_collection("sync_writers"))
+        writer = StampedWriter(recipes, database.get_collection("sync_clock"), lease)
         runtime.services = AppServices(
             recipes=RecipeService(recipes, writer),
             sync=SyncService(
@@ -201,7 +212,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         runtime.feed = ChangeFeed(recipes, runtime.hub, observe_lag=metrics.feed_lag.observe)
         if isinstance(verifier.keys, RemoteJwks):
             await verifier.keys.refresh()
-        connecting = asyncio.create_task(connect_database(runtime, database, writer))
+        connecting = asyncio.create_task(connect_database(runtime, database, writer, lease))
         try:
             yield
         finally:
@@ -210,6 +221,10 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runtime.feed.stop()
+            with contextlib.suppress(PyMongoError):
+                await writer.close_session()
+            with contextlib.suppress(PyMongoError):
+                await lease.release()
             await client.close()
 
     async def healthz(request: Request) -> JSONResponse:

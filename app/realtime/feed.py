@@ -134,6 +134,11 @@ class ChangeFeed:
                 backoff = min(backoff * 2, self._max_backoff)
 
     async def _pause(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # pymongo can turn a cancellation that lands inside one of its awaits into a
+            # network error: stop() asked us to end, so end instead of reconnecting forever.
+            raise asyncio.CancelledError
         self.connected.clear()
         self.restarts += 1
         await asyncio.sleep(seconds)

@@ -6,6 +6,10 @@ therefore always conflict on the clock, so the database serialises them: a write
 docs/sync.md). Within one process, concurrent writes are group-committed (one transaction at a
 time, carrying every write that queued meanwhile), so the database only sees contention
 between processes.
+
+All of a process's transactions run on one session, announced in a writer lease first
+(lease.py): if the process dies inside a transaction, the others kill that session within a
+few seconds instead of conflicting on the clock until the transaction's lifetime limit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
+
+from app.services.lease import WriterLease
 
 STEP = 0.001  # ms between consecutive stamps
 MAX_BATCH = 64  # ops per group-commit transaction
@@ -56,9 +62,12 @@ class StampedWriter:
         self,
         recipes: AsyncCollection[dict[str, Any]],
         clock: AsyncCollection[dict[str, Any]],
+        lease: WriterLease,
     ) -> None:
         self._recipes = recipes
         self._clock = clock
+        self._lease = lease
+        self._session: AsyncClientSession | None = None
         self._pending: list[tuple[list[Op], asyncio.Future[list[float | None]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -128,13 +137,35 @@ class StampedWriter:
         return batch
 
     async def _commit(self, ops: Sequence[Op]) -> list[float | None]:
-        async with self._recipes.database.client.start_session() as session:
+        session = await self._transaction_session()
 
-            async def run(session: AsyncClientSession) -> list[float | None]:
-                return await self._apply(session, ops)
+        async def run(session: AsyncClientSession) -> list[float | None]:
+            return await self._apply(session, ops)
 
+        try:
             result: list[float | None] = await session.with_transaction(run)
-            return result
+        except BaseException:
+            # The session may be unusable now (killed by a reaper, the database restarted):
+            # the next batch starts, and announces, a fresh one.
+            await self.close_session()
+            raise
+        return result
+
+    async def _transaction_session(self) -> AsyncClientSession:
+        if self._session is None:
+            session = self._recipes.database.client.start_session()
+            try:
+                await self._lease.register(dict(session.session_id))
+            except BaseException:
+                await session.end_session()
+                raise
+            self._session = session
+        return self._session
+
+    async def close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.end_session()
 
     async def _reserve(self, session: AsyncClientSession, count: int) -> list[float]:
         now = time.time() * 1000
