@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 
-from app.models.recipe import EDITABLE_FIELDS
+from app.models.fields import EDITABLE_FIELDS
 
 
 def ingredient_values(items: list[Any]) -> list[dict[str, Any]]:
