@@ -80,6 +80,15 @@ class RecipeContent(BaseModel):
     prep_minutes: Annotated[int | None, Editable(IntRange(0, 10_000))] = None
     cook_minutes: Annotated[int | None, Editable(IntRange(0, 10_000))] = None
     image_url: Annotated[str | None, Editable(HttpUrl(max_len=2_048))] = None
+    cuisine: Annotated[
+        str | None,
+        Editable(
+            Text(max_len=60, strip=True, empty_as_null=True),
+            description="The cuisine, e.g. Thai or Italian (trimmed, up to 60 characters; "
+            "empty means none). The recipe search finds its words.",
+            searchable=True,
+        ),
+    ] = None
     collaborators: Annotated[
         list[str],
         Editable(TextList(max_items=100, max_len=256, unique=True), owner_only=True, user_ids=True),
