@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from app.auth.keys import key_id, load_private_pem, write_key_pair
 from app.auth.tokens import mint_token
 from app.embedded import EmbeddedDatabase
+from app.models.fields import CREATE_DEFAULTS
 from app.models.recipe import derived_fields
-from app.services.state import CREATE_DEFAULTS
 from app.services.writes import stamp_time
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -59,10 +59,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import init_models
+from app.models.fields import GRAPHQL_NAMES
 from app.models.recipe import PUBLIC_READER, Recipe
 from app.services.state import new_document
 from app.services.sync import MAX_PULL, MAX_PUSH_ROWS
-from app.services.validation import GRAPHQL_NAMES, validate_fields
+from app.services.validation import validate_fields
 from app.services.writes import CLOCK_ID, STEP, stamp_time
 from bench.common import (
     BenchError,

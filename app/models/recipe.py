@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from beanie import Document
-from pydantic import BaseModel, ConfigDict
 from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from app.models.fields import Ingredient, RecipeContent, Visibility, search_texts
 
 PUBLIC_READER = "*"
 """Marker in `readers` that makes a recipe readable by every signed-in user."""
@@ -18,36 +18,12 @@ MAX_TERM_LENGTH = 24
 _WORD = re.compile(r"\w+")
 
 
-class Visibility(StrEnum):
-    PRIVATE = "PRIVATE"
-    PUBLIC = "PUBLIC"
-
-
-class Ingredient(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    quantity: float | None = None
-    unit: str | None = None
-    note: str | None = None
-
-
-class Recipe(Document):
-    """A recipe as stored. `readers` and `search_terms` are derived, see `derived_fields`."""
+class Recipe(Document, RecipeContent):
+    """A recipe as stored: the editable fields of `RecipeContent` (app/models/fields.py) and
+    the server's own. `readers` and `search_terms` are derived, see `derived_fields`."""
 
     id: str  # type: ignore[assignment]
-    title: str
-    description: str = ""
-    ingredients: list[Ingredient] = []
-    steps: list[str] = []
-    tags: list[str] = []
-    servings: int | None = None
-    prep_minutes: int | None = None
-    cook_minutes: int | None = None
-    image_url: str | None = None
     owner_id: str
-    collaborators: list[str] = []
-    visibility: Visibility = Visibility.PRIVATE
     version: int
     created_at: datetime
     updated_at: datetime
@@ -102,15 +78,14 @@ def words(text: str) -> list[str]:
     return [w[:MAX_TERM_LENGTH] for w in _WORD.findall(text.casefold())]
 
 
-def search_terms(title: str, tags: list[str], ingredients: list[Ingredient]) -> list[str]:
-    """Every prefix of every word of title, tags and ingredient names.
+def search_terms(fields: dict[str, Any]) -> list[str]:
+    """Every prefix of every word of the searchable fields (title, tags, ingredient names...).
 
     SecantusDB has no text indexes and an anchored regex still scans, so prefix search is an
     exact match on a multikey index over prefixes; this works the same on MongoDB.
     """
     terms: set[str] = set()
-    sources = [title, *tags, *(i.name for i in ingredients)]
-    for source in sources:
+    for source in search_texts(fields):
         for word in words(source):
             terms.update(word[:n] for n in range(1, len(word) + 1))
     return sorted(terms)
@@ -134,10 +109,6 @@ def derived_fields(
     `previous` is the stored state before this change: whoever could read it then but cannot
     now is added to `revoked` (and removed again if access comes back).
     """
-    ingredients = [
-        i if isinstance(i, Ingredient) else Ingredient.model_validate(i)
-        for i in fields.get("ingredients", [])
-    ]
     now_readers = readers(
         fields["owner_id"],
         list(fields.get("collaborators", [])),
@@ -152,20 +123,18 @@ def derived_fields(
         "readers": now_readers,
         "revoked": lost,
         "audience": now_readers + [r for r in lost if r not in now_readers],
-        "search_terms": search_terms(fields["title"], list(fields.get("tags", [])), ingredients),
+        "search_terms": search_terms(fields),
     }
 
 
-EDITABLE_FIELDS = (
-    "title",
-    "description",
-    "ingredients",
-    "steps",
-    "tags",
-    "servings",
-    "prep_minutes",
-    "cook_minutes",
-    "image_url",
-    "collaborators",
-    "visibility",
-)
+__all__ = [
+    "MAX_REVOKED",
+    "PUBLIC_READER",
+    "Ingredient",
+    "Recipe",
+    "Visibility",
+    "derived_fields",
+    "readers",
+    "search_terms",
+    "words",
+]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from app.schema.types import Visibility
+from app.schema.editable import INPUT, editable_fields
 
 
 @strawberry.input
@@ -18,14 +18,7 @@ class RecipeFilter:
 
 
 @strawberry.input
-class IngredientInput:
-    name: str
-    quantity: float | None = strawberry.UNSET
-    unit: str | None = strawberry.UNSET
-    note: str | None = strawberry.UNSET
-
-
-@strawberry.input
+@editable_fields(INPUT, after="expected_version")
 class RecipeInput:
     id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET,
@@ -35,17 +28,6 @@ class RecipeInput:
         default=strawberry.UNSET,
         description="Omit to create; required to change an existing recipe.",
     )
-    title: str
-    description: str | None = strawberry.UNSET
-    ingredients: list[IngredientInput] | None = strawberry.UNSET
-    steps: list[str] | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    servings: int | None = strawberry.UNSET
-    prep_minutes: int | None = strawberry.UNSET
-    cook_minutes: int | None = strawberry.UNSET
-    image_url: str | None = strawberry.UNSET
-    collaborators: list[strawberry.ID] | None = strawberry.UNSET
-    visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
 
 
 @strawberry.input

@@ -7,9 +7,9 @@ from typing import Annotated
 import strawberry
 
 from app.schema.context import Info
+from app.schema.editable import editable_values
 from app.schema.inputs import RecipeInput
 from app.schema.types import Recipe, RecipeDeleted, VersionConflict
-from app.schema.values import editable_values
 from app.services import recipes as service
 
 UpsertRecipeResult = Annotated[Recipe | VersionConflict, strawberry.union("UpsertRecipeResult")]

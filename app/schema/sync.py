@@ -16,29 +16,25 @@ from app.models.recipe import Recipe as RecipeModel
 from app.realtime.events import RecipeEvent
 from app.realtime.hub import SubscriptionEnded
 from app.schema.context import Info
+from app.schema.editable import (
+    PATCH,
+    SYNC_INPUT,
+    SYNC_OUTPUT,
+    editable_fields,
+    editable_values,
+    output_values,
+)
 from app.schema.errors import ClientError
 from app.schema.fanout import Classify, Materialize
-from app.schema.inputs import IngredientInput
-from app.schema.types import Ingredient, Recipe, Visibility
-from app.schema.values import editable_values
+from app.schema.types import Recipe
 from app.services import sync as service
 
 
 @strawberry.type
+@editable_fields(SYNC_OUTPUT, after="id", owner_only_after="owner_id")
 class RecipeSyncDoc:
     id: str
-    title: str
-    description: str
-    ingredients: list[Ingredient]
-    steps: list[str]
-    tags: list[str]
-    servings: int | None
-    prep_minutes: int | None
-    cook_minutes: int | None
-    image_url: str | None
     owner_id: str
-    collaborators: list[str]
-    visibility: Visibility  # type: ignore[valid-type]
     version: int
     updated_at: float = strawberry.field(description="ms since the epoch, server-assigned")
     deleted: bool = strawberry.field(name="_deleted")
@@ -47,21 +43,11 @@ class RecipeSyncDoc:
     def from_model(cls, r: RecipeModel) -> RecipeSyncDoc:
         return cls(
             id=r.id,
-            title=r.title,
-            description=r.description,
-            ingredients=Ingredient.from_models(r.ingredients),
-            steps=r.steps,
-            tags=r.tags,
-            servings=r.servings,
-            prep_minutes=r.prep_minutes,
-            cook_minutes=r.cook_minutes,
-            image_url=r.image_url,
             owner_id=r.owner_id,
-            collaborators=r.collaborators,
-            visibility=r.visibility,
             version=r.version,
             updated_at=_stamp(r),
             deleted=r.deleted,
+            **output_values(r),
         )
 
 
@@ -91,20 +77,10 @@ class RecipeInputCheckpoint:
     description="A document as the client has it. Server-owned fields "
     "(ownerId, version, updatedAt) are read for conflict detection only."
 )
+@editable_fields(SYNC_INPUT, after="id", owner_only_after="owner_id")
 class RecipeInputSyncDoc:
     id: str
-    title: str
-    description: str | None = strawberry.UNSET
-    ingredients: list[IngredientInput] | None = strawberry.UNSET
-    steps: list[str] | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    servings: int | None = strawberry.UNSET
-    prep_minutes: int | None = strawberry.UNSET
-    cook_minutes: int | None = strawberry.UNSET
-    image_url: str | None = strawberry.UNSET
     owner_id: str | None = strawberry.UNSET
-    collaborators: list[str] | None = strawberry.UNSET
-    visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
     version: int | None = strawberry.UNSET
     updated_at: float | None = strawberry.UNSET
     deleted: bool = strawberry.field(name="_deleted", default=False)
@@ -122,18 +98,9 @@ class RecipeInputHeaders:
 
 
 @strawberry.input(description="Every editable field, all optional: only those sent change.")
+@editable_fields(PATCH)
 class RecipePatch:
-    title: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
-    ingredients: list[IngredientInput] | None = strawberry.UNSET
-    steps: list[str] | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    servings: int | None = strawberry.UNSET
-    prep_minutes: int | None = strawberry.UNSET
-    cook_minutes: int | None = strawberry.UNSET
-    image_url: str | None = strawberry.UNSET
-    collaborators: list[strawberry.ID] | None = strawberry.UNSET
-    visibility: Visibility | None = strawberry.UNSET  # type: ignore[valid-type]
+    pass
 
 
 @strawberry.type(description="The patch touched fields someone else changed since baseVersion.")

@@ -8,40 +8,18 @@ import strawberry
 
 from app.models import recipe as model
 from app.schema.context import Info
+from app.schema.editable import OUTPUT, editable_fields, output_values
 from app.services import live
 from app.services.recipes import RecipePage
 
-Visibility = strawberry.enum(model.Visibility, description="Who can read a recipe.")
 ChangeKind = strawberry.enum(live.ChangeKind, description="What a change means to the viewer.")
 
 
 @strawberry.type
-class Ingredient:
-    name: str
-    quantity: float | None = None
-    unit: str | None = None
-    note: str | None = None
-
-    @classmethod
-    def from_models(cls, items: list[model.Ingredient]) -> list[Ingredient]:
-        return [cls(name=i.name, quantity=i.quantity, unit=i.unit, note=i.note) for i in items]
-
-
-@strawberry.type
+@editable_fields(OUTPUT, after="id", owner_only_after="owner_id")
 class Recipe:
     id: strawberry.ID
-    title: str
-    description: str
-    ingredients: list[Ingredient]
-    steps: list[str]
-    tags: list[str]
-    servings: int | None
-    prep_minutes: int | None
-    cook_minutes: int | None
-    image_url: str | None
     owner_id: strawberry.ID
-    collaborators: list[strawberry.ID]
-    visibility: Visibility  # type: ignore[valid-type]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -51,22 +29,12 @@ class Recipe:
     def from_model(cls, r: model.Recipe) -> Recipe:
         return cls(
             id=strawberry.ID(r.id),
-            title=r.title,
-            description=r.description,
-            ingredients=Ingredient.from_models(r.ingredients),
-            steps=r.steps,
-            tags=r.tags,
-            servings=r.servings,
-            prep_minutes=r.prep_minutes,
-            cook_minutes=r.cook_minutes,
-            image_url=r.image_url,
             owner_id=strawberry.ID(r.owner_id),
-            collaborators=[strawberry.ID(c) for c in r.collaborators],
-            visibility=r.visibility,
             version=r.version,
             created_at=r.created_at,
             updated_at=r.updated_at,
             deleted=r.deleted,
+            **output_values(r),
         )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from app.models.recipe import EDITABLE_FIELDS, derived_fields
+from app.models.fields import EDITABLE_FIELDS
+from app.models.recipe import derived_fields
 from app.realtime.events import RecipeEvent
 from app.realtime.hub import Hub, SubscriptionEnded
 from app.services.state import stored_fields

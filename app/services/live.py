@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Literal
 
 from app.auth.principal import Principal
-from app.models.recipe import EDITABLE_FIELDS, Recipe
+from app.models.fields import EDITABLE_FIELDS
+from app.models.recipe import Recipe
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput

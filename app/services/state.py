@@ -6,24 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.principal import Principal
-from app.models.recipe import EDITABLE_FIELDS, Recipe, derived_fields
+from app.models.fields import CREATE_DEFAULTS, EDITABLE_FIELDS, OWNER_ONLY_FIELDS
+from app.models.recipe import Recipe, derived_fields
 from app.services import permissions
 from app.services.errors import Forbidden
 from app.services.writes import stamp_time
-
-ADMIN_FIELDS = frozenset({"collaborators", "visibility"})
-CREATE_DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "ingredients": [],
-    "steps": [],
-    "tags": [],
-    "servings": None,
-    "prep_minutes": None,
-    "cook_minutes": None,
-    "image_url": None,
-    "collaborators": [],
-    "visibility": "PRIVATE",
-}
 
 
 def new_document(owner_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -83,5 +70,5 @@ def next_state(
 
 
 def check_admin_fields(viewer: Principal, existing: Recipe, changed: frozenset[str]) -> None:
-    if changed & ADMIN_FIELDS and not permissions.can_administer(viewer, existing):
+    if changed & OWNER_ONLY_FIELDS and not permissions.can_administer(viewer, existing):
         raise Forbidden("Only the owner may change collaborators or visibility")

@@ -17,20 +17,20 @@ from typing import Any, Literal
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.auth.principal import Principal
-from app.models.recipe import EDITABLE_FIELDS, PUBLIC_READER, Recipe, Visibility
+from app.models.fields import (
+    EDITABLE_BY_NAME,
+    EDITABLE_FIELDS,
+    GRAPHQL_NAMES,
+    OWNER_ONLY_FIELDS,
+    blank_content,
+)
+from app.models.recipe import PUBLIC_READER, Recipe
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput, DomainError, FieldError, Forbidden, NotFound
 from app.services.live import same_content
-from app.services.state import (
-    ADMIN_FIELDS,
-    CREATE_DEFAULTS,
-    check_admin_fields,
-    new_document,
-    next_state,
-    stored_fields,
-)
-from app.services.validation import GRAPHQL_NAMES, validate_fields, validate_id
+from app.services.state import check_admin_fields, new_document, next_state, stored_fields
+from app.services.validation import validate_fields, validate_id
 from app.services.writes import Create, Op, StampedWriter, Update, stamp_time
 
 MAX_PULL = 1_000
@@ -83,9 +83,7 @@ def view_for(viewer: Principal, recipe: Recipe) -> Recipe | None:
 
 def _blank_tombstone(recipe: Recipe) -> Recipe:
     """The recipe's id, version and stamp with empty content, marked deleted."""
-    gone: Recipe = recipe.model_copy(
-        update={**CREATE_DEFAULTS, "title": "", "visibility": Visibility.PRIVATE, "deleted": True}
-    )
+    gone: Recipe = recipe.model_copy(update={**blank_content(), "deleted": True})
     return gone
 
 
@@ -292,7 +290,7 @@ class SyncService:
         deleted = new.deleted if new.deleted != current.deleted else None
         state = next_state(current, changes, deleted=deleted)
         if not permissions.can_edit(viewer, current) or (
-            (state.changed & ADMIN_FIELDS or deleted is not None)
+            (state.changed & OWNER_ONLY_FIELDS or deleted is not None)
             and not permissions.can_administer(viewer, current)
         ):
             return view  # not allowed: the client falls back to the master state
@@ -319,7 +317,7 @@ class SyncService:
                 )
             clashes = _clashes(current, base_version, changes)
             if clashes:
-                return MergeConflict(recipe_id, [GRAPHQL_NAMES.get(f, f) for f in clashes], current)
+                return MergeConflict(recipe_id, [GRAPHQL_NAMES[f] for f in clashes], current)
             state = next_state(current, changes)
             check_admin_fields(viewer, current, state.changed)
             (stamp,) = await self._writer.apply([Update(recipe_id, current.version, state.set)])
@@ -353,18 +351,8 @@ def _purged(recipe_id: str, assumed: SyncState) -> Recipe:
     now = time.time() * 1000
     gone: Recipe = Recipe.model_construct(
         id=recipe_id,
-        title="",
-        description="",
-        ingredients=[],
-        steps=[],
-        tags=[],
-        servings=None,
-        prep_minutes=None,
-        cook_minutes=None,
-        image_url=None,
+        **blank_content(),
         owner_id=str(assumed.fields.get("owner_id", "")),
-        collaborators=[],
-        visibility=Visibility.PRIVATE,
         version=(assumed.version or 0) + 1,
         created_at=stamp_time(now),
         updated_at=stamp_time(now),
@@ -381,14 +369,21 @@ def _purged(recipe_id: str, assumed: SyncState) -> Recipe:
 
 def _clashes(current: Recipe, base_version: int, changes: dict[str, Any]) -> list[str]:
     """Fields the change touches that someone else changed after `base_version` to a
-    different value (identical concurrent edits converge, they do not conflict)."""
+    different value (identical concurrent edits converge, they do not conflict). A field
+    declared `merge=False` counts as changed by any later write to the recipe."""
     stored = stored_fields(current)
-    versions = current.field_versions
     return [
         name
         for name, value in changes.items()
-        if versions.get(name, current.version) > base_version and stored.get(name) != value
+        if _changed_at(current, name) > base_version and stored.get(name) != value
     ]
+
+
+def _changed_at(current: Recipe, name: str) -> int:
+    """The version at which field `name` last changed, as far as merging is concerned."""
+    if not EDITABLE_BY_NAME[name].spec.merge:
+        return current.version
+    return current.field_versions.get(name, current.version)
 
 
 def _merge(current: Recipe, assumed: SyncState, new: SyncState) -> dict[str, Any] | None:

@@ -1,4 +1,8 @@
-"""Limits on client-supplied recipe fields. Everything is checked before anything is written."""
+"""Limits on client-supplied recipe fields. Everything is checked before anything is written.
+
+Each editable field declares its limits (app/models/fields.py, app/models/rules.py); this
+module checks them. A null value means the field's default (or "is required").
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,12 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.models.recipe import Ingredient, Visibility
+from app.models.fields import EDITABLE_BY_NAME, EditableField
+from app.models.recipe import Ingredient
+from app.models.rules import Choice, HttpUrl, IngredientList, IntRange, Text, TextList
 from app.services.errors import BadInput, FieldError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_TITLE = 200
-MAX_DESCRIPTION = 10_000
-MAX_ITEMS = 200
-MAX_ITEM_LENGTH = 5_000
-MAX_TAGS = 50
-MAX_TAG_LENGTH = 50
-MAX_COLLABORATORS = 100
-MAX_USER_ID = 256
-MAX_URL = 2_048
-SERVINGS = (1, 1_000)
-MINUTES = (0, 10_000)
-
-# Stored field name -> GraphQL field name, for error messages.
-GRAPHQL_NAMES = {
-    "prep_minutes": "prepMinutes",
-    "cook_minutes": "cookMinutes",
-    "image_url": "imageUrl",
-}
 
 
 def validate_id(value: str, field: str = "id") -> str:
@@ -44,19 +32,15 @@ def validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """
     errors: list[FieldError] = []
     clean: dict[str, Any] = {}
-
-    def fail(name: str, message: str) -> None:
-        errors.append(FieldError(GRAPHQL_NAMES.get(name, name), message))
-
     for name, value in fields.items():
-        checker = _CHECKS.get(name)
-        if checker is None:
-            fail(name, "is not an editable field")
+        field = EDITABLE_BY_NAME.get(name)
+        if field is None:
+            errors.append(FieldError(name, "is not an editable field"))
             continue
         try:
-            clean[name] = checker(value)
+            clean[name] = _check(field, value)
         except _Invalid as exc:
-            errors.append(FieldError(_path(name, exc.suffix), exc.message))
+            errors.append(FieldError(field.graphql_name + exc.suffix, exc.message))
     if errors:
         raise BadInput(errors)
     return clean
@@ -69,8 +53,25 @@ class _Invalid(ValueError):
         self.suffix = suffix
 
 
-def _path(name: str, suffix: str) -> str:
-    return GRAPHQL_NAMES.get(name, name) + suffix
+def _check(field: EditableField, value: Any) -> Any:
+    if value is None:
+        if field.required:
+            raise _Invalid("is required")
+        return field.stored_default()
+    rule = field.spec.rule
+    match rule:
+        case Text():
+            return _text_rule(rule, value)
+        case TextList():
+            return _text_list(rule, value)
+        case IntRange():
+            return _int(rule, value)
+        case HttpUrl():
+            return _http_url(rule, value)
+        case IngredientList():
+            return _ingredients(rule, value)
+        case Choice():
+            return _choice(rule, value)
 
 
 def _text(value: Any, *, min_len: int, max_len: int, suffix: str = "") -> str:
@@ -83,19 +84,15 @@ def _text(value: Any, *, min_len: int, max_len: int, suffix: str = "") -> str:
     return value
 
 
-def _title(value: Any) -> str:
-    if value is None:
-        raise _Invalid("is required")
-    return _text(value.strip() if isinstance(value, str) else value, min_len=1, max_len=MAX_TITLE)
-
-
-def _description(value: Any) -> str:
-    return "" if value is None else _text(value, min_len=0, max_len=MAX_DESCRIPTION)
+def _text_rule(rule: Text, value: Any) -> str | None:
+    if rule.strip and isinstance(value, str):
+        value = value.strip()
+    if rule.empty_as_null and value == "":
+        return None
+    return _text(value, min_len=rule.min_len, max_len=rule.max_len)
 
 
 def _list(value: Any, max_items: int) -> list[Any]:
-    if value is None:
-        return []
     if not isinstance(value, list):
         raise _Invalid("must be a list")
     if len(value) > max_items:
@@ -103,36 +100,27 @@ def _list(value: Any, max_items: int) -> list[Any]:
     return value
 
 
-def _steps(value: Any) -> list[str]:
-    return [
-        _text(step, min_len=1, max_len=MAX_ITEM_LENGTH, suffix=f"[{i}]")
-        for i, step in enumerate(_list(value, MAX_ITEMS))
-    ]
-
-
-def _tags(value: Any) -> list[str]:
-    tags: list[str] = []
-    for i, tag in enumerate(_list(value, MAX_TAGS)):
+def _text_list(rule: TextList, value: Any) -> list[str]:
+    texts: list[str] = []
+    for i, item in enumerate(_list(value, rule.max_items)):
         text = _text(
-            tag.strip() if isinstance(tag, str) else tag,
+            item.strip() if rule.strip and isinstance(item, str) else item,
             min_len=1,
-            max_len=MAX_TAG_LENGTH,
+            max_len=rule.max_len,
             suffix=f"[{i}]",
         )
-        if text not in tags:
-            tags.append(text)
-    return tags
+        if not rule.unique or text not in texts:
+            texts.append(text)
+    return texts
 
 
-def _optional_text(value: Any, suffix: str) -> str | None:
-    return (
-        None if value is None else _text(value, min_len=0, max_len=MAX_ITEM_LENGTH, suffix=suffix)
-    )
+def _optional_text(value: Any, max_len: int, suffix: str) -> str | None:
+    return None if value is None else _text(value, min_len=0, max_len=max_len, suffix=suffix)
 
 
-def _ingredients(value: Any) -> list[dict[str, Any]]:
+def _ingredients(rule: IngredientList, value: Any) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
-    for i, raw in enumerate(_list(value, MAX_ITEMS)):
+    for i, raw in enumerate(_list(value, rule.max_items)):
         item = raw.model_dump() if isinstance(raw, Ingredient) else raw
         if not isinstance(item, dict):
             raise _Invalid("must be an object", f"[{i}]")
@@ -146,68 +134,34 @@ def _ingredients(value: Any) -> list[dict[str, Any]]:
                 "name": _text(
                     (item.get("name") or "").strip(),
                     min_len=1,
-                    max_len=MAX_ITEM_LENGTH,
+                    max_len=rule.max_len,
                     suffix=f"[{i}].name",
                 ),
                 "quantity": None if quantity is None else float(quantity),
-                "unit": _optional_text(item.get("unit"), f"[{i}].unit"),
-                "note": _optional_text(item.get("note"), f"[{i}].note"),
+                "unit": _optional_text(item.get("unit"), rule.max_len, f"[{i}].unit"),
+                "note": _optional_text(item.get("note"), rule.max_len, f"[{i}].note"),
             }
         )
     return result
 
 
-def _bounded_int(bounds: tuple[int, int]) -> Any:
-    low, high = bounds
-
-    def check(value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _Invalid(f"must be an integer from {low} to {high}")
-        return value
-
-    return check
+def _int(rule: IntRange, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not rule.low <= value <= rule.high:
+        raise _Invalid(f"must be an integer from {rule.low} to {rule.high}")
+    return value
 
 
-def _image_url(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = _text(value, min_len=1, max_len=MAX_URL)
+def _http_url(rule: HttpUrl, value: Any) -> str:
+    text = _text(value, min_len=1, max_len=rule.max_len)
     parts = urlsplit(text)
     if parts.scheme not in {"http", "https"} or not parts.netloc or any(c.isspace() for c in text):
         raise _Invalid("must be an absolute http(s) URL")
     return text
 
 
-def _collaborators(value: Any) -> list[str]:
-    people: list[str] = []
-    for i, person in enumerate(_list(value, MAX_COLLABORATORS)):
-        text = _text(person, min_len=1, max_len=MAX_USER_ID, suffix=f"[{i}]")
-        if text not in people:
-            people.append(text)
-    return people
-
-
-def _visibility(value: Any) -> str:
-    if value is None:
-        return Visibility.PRIVATE.value
+def _choice(rule: Choice, value: Any) -> Any:
     try:
-        return Visibility(value).value
+        return rule.enum(value).value
     except ValueError as exc:
-        raise _Invalid("must be PRIVATE or PUBLIC") from exc
-
-
-_CHECKS: dict[str, Any] = {
-    "title": _title,
-    "description": _description,
-    "ingredients": _ingredients,
-    "steps": _steps,
-    "tags": _tags,
-    "servings": _bounded_int(SERVINGS),
-    "prep_minutes": _bounded_int(MINUTES),
-    "cook_minutes": _bounded_int(MINUTES),
-    "image_url": _image_url,
-    "collaborators": _collaborators,
-    "visibility": _visibility,
-}
+        *others, last = (member.value for member in rule.enum)
+        raise _Invalid(f"must be {', '.join(others)} or {last}") from exc

@@ -67,6 +67,7 @@ export const recipeSchema = {
     prepMinutes: { type: ["integer", "null"] },
     cookMinutes: { type: ["integer", "null"] },
     imageUrl: { type: ["string", "null"] },
+    cuisine: { type: ["string", "null"] },
     collaborators: { type: "array", items: { type: "string" } },
     visibility: { type: "string", enum: ["PRIVATE", "PUBLIC"] },
     // Server-owned: absent on a document created locally until the server's copy is pulled.
@@ -87,6 +88,7 @@ const EDITABLE_FIELDS = [
   "prepMinutes",
   "cookMinutes",
   "imageUrl",
+  "cuisine",
   "collaborators",
   "visibility",
 ];
@@ -121,8 +123,8 @@ export const recipeCollection = { schema: recipeSchema, conflictHandler: recipeC
 // Every field of RecipeSyncDoc. Array-of-object fields need a sub-selection, which is why the
 // builders are written by hand (RxDB's schema-derived builders get `ingredients` wrong).
 const DOC_FIELDS = `id title description ingredients { name quantity unit note } steps tags
-  servings prepMinutes cookMinutes imageUrl ownerId collaborators visibility version updatedAt
-  _deleted`;
+  servings prepMinutes cookMinutes imageUrl cuisine ownerId collaborators visibility version
+  updatedAt _deleted`;
 
 const PULL_QUERY = `query PullRecipe($checkpoint: RecipeInputCheckpoint, $limit: Int!) {
   pullRecipe(checkpoint: $checkpoint, limit: $limit) {
@@ -157,6 +159,7 @@ const INPUT_FIELDS = [
   "prepMinutes",
   "cookMinutes",
   "imageUrl",
+  "cuisine",
   "ownerId",
   "collaborators",
   "visibility",
@@ -491,6 +494,7 @@ async function main() {
     prepMinutes: 5,
     cookMinutes: 10,
     imageUrl: null,
+    cuisine: null,
     collaborators: [],
     visibility: "PRIVATE",
   });

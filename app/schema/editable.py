@@ -1,0 +1,165 @@
+"""The editable recipe fields in GraphQL, derived from their one declaration
+(`RecipeContent` in app/models/fields.py).
+
+`@editable_fields(shape)` adds every editable field to a Strawberry type or input, before
+`strawberry.type` / `strawberry.input` reads the class: the GraphQL type comes from the stored
+Python type (nested models become their GraphQL types, user ids become `ID` outside sync
+documents, inputs are optional), the name and description from the declaration.
+`output_values` and `editable_values` convert the values between the stored and GraphQL forms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import operator
+from collections.abc import Callable
+from enum import Enum
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import strawberry
+from pydantic import BaseModel
+
+from app.models import fields as declared
+from app.models.fields import EDITABLE, EditableField
+
+T = TypeVar("T")
+
+Visibility = strawberry.enum(declared.Visibility, description="Who can read a recipe.")
+
+
+@strawberry.type
+class Ingredient:
+    name: str
+    quantity: float | None = None
+    unit: str | None = None
+    note: str | None = None
+
+
+@strawberry.input
+class IngredientInput:
+    name: str
+    quantity: float | None = strawberry.UNSET
+    unit: str | None = strawberry.UNSET
+    note: str | None = strawberry.UNSET
+
+
+# Stored value types -> (GraphQL output type, GraphQL input type).
+_VALUE_TYPES: dict[Any, tuple[type, type]] = {declared.Ingredient: (Ingredient, IngredientInput)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shape:
+    """Where the editable fields appear."""
+
+    input: bool
+    sync: bool = False  # an RxDB document: user ids are String, like every id there
+    partial: bool = False  # every field optional, even those required at creation
+
+
+OUTPUT = Shape(input=False)  # Recipe
+SYNC_OUTPUT = Shape(input=False, sync=True)  # RecipeSyncDoc
+INPUT = Shape(input=True)  # RecipeInput
+SYNC_INPUT = Shape(input=True, sync=True)  # RecipeInputSyncDoc
+PATCH = Shape(input=True, partial=True)  # RecipePatch
+
+
+def editable_fields(
+    shape: Shape, *, after: str | None = None, owner_only_after: str | None = None
+) -> Callable[[type[T]], type[T]]:
+    """Add the editable fields to the class after its field `after` (first when None), in
+    declaration order; owner-only ones after `owner_only_after` if given (e.g. `owner_id`)."""
+    content = [f for f in EDITABLE if not f.spec.owner_only]
+    owner_only = [f for f in EDITABLE if f.spec.owner_only]
+    placed: dict[str | None, list[EditableField]] = (
+        {after: content + owner_only}
+        if owner_only_after is None
+        else {after: content, owner_only_after: owner_only}
+    )
+
+    def add(cls: type[T]) -> type[T]:
+        declared_annotations: dict[str, Any] = inspect.get_annotations(cls)
+        missing = {a for a in placed if a is not None} - set(declared_annotations)
+        assert not missing, f"{cls.__name__} has no field {missing}"
+        annotations: dict[str, Any] = {}
+        for name in [None, *declared_annotations]:
+            if name is not None:
+                annotations[name] = declared_annotations[name]
+            for field in placed.get(name, []):
+                annotations[field.name] = _annotation(field, shape)
+                setattr(cls, field.name, _strawberry_field(field, shape))
+        cls.__annotations__ = annotations
+        return cls
+
+    return add
+
+
+def _optional(field: EditableField, shape: Shape) -> bool:
+    """Optional in this input (it may be left out): always, except a required field on a
+    whole document."""
+    return shape.input and (shape.partial or not field.required)
+
+
+def _annotation(field: EditableField, shape: Shape) -> Any:
+    graphql_type = _graphql_type(field.annotation, shape, user_ids=field.spec.user_ids)
+    return graphql_type | None if _optional(field, shape) else graphql_type
+
+
+def _graphql_type(python_type: Any, shape: Shape, *, user_ids: bool) -> Any:
+    origin = get_origin(python_type)
+    if origin is list:
+        (item,) = get_args(python_type)
+        return list[_graphql_type(item, shape, user_ids=user_ids)]  # type: ignore[misc]
+    if origin in (Union, UnionType):
+        parts = (_graphql_type(a, shape, user_ids=user_ids) for a in get_args(python_type))
+        return functools.reduce(operator.or_, parts)
+    if python_type is str and user_ids and not shape.sync:
+        return strawberry.ID
+    if python_type in _VALUE_TYPES:
+        output_type, input_type = _VALUE_TYPES[python_type]
+        return input_type if shape.input else output_type
+    return python_type
+
+
+def _strawberry_field(field: EditableField, shape: Shape) -> Any:
+    name, description = field.graphql_name, field.spec.description
+    if _optional(field, shape):
+        return strawberry.field(name=name, description=description, default=strawberry.UNSET)
+    return strawberry.field(name=name, description=description)
+
+
+def output_values(recipe: declared.RecipeContent) -> dict[str, Any]:
+    """The editable fields of a stored recipe as the GraphQL output types take them."""
+    return {f.name: _output(getattr(recipe, f.name)) for f in EDITABLE}
+
+
+def _output(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_output(item) for item in value]
+    if isinstance(value, BaseModel):
+        output_type, _ = _VALUE_TYPES[type(value)]
+        return output_type(**value.model_dump())
+    return value
+
+
+def editable_values(data: object) -> dict[str, Any]:
+    """The editable fields the client sent (explicit nulls included), by stored name, as plain
+    values. Works for every input made by `editable_fields`."""
+    sent = {f.name: getattr(data, f.name) for f in EDITABLE}
+    return {name: _plain(value) for name, value in sent.items() if value is not strawberry.UNSET}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if dataclasses.is_dataclass(value):  # a nested input, e.g. IngredientInput
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not strawberry.UNSET
+        }
+    return value
