@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import socket
@@ -21,12 +22,24 @@ from app.auth.keys import (
 from app.auth.tokens import mint_token
 from app.auth.verifier import ConfigurationError, TokenVerifier
 from app.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from app.graphiql import DevSignIn
 from app.logs import configure
 from app.settings import Settings
 
 log = logging.getLogger("larder.server")
 
 DEV_TOKEN_TTL = 24 * 3600
+DEV_USER = "dev"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach a server bound here (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _with_dev_key(settings: Settings) -> Settings:
@@ -38,22 +51,31 @@ def _with_dev_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"jwt_public_key_file": directory / PUBLIC_KEY_NAME})
 
 
-def _dev_banner(settings: Settings, url: str) -> str:
+def _dev_token(settings: Settings) -> str:
     private = load_private_pem(settings.dev_key_dir / PRIVATE_KEY_NAME)
-    token = mint_token(
+    return mint_token(
         private,
-        sub="dev",
+        sub=DEV_USER,
         ttl_seconds=DEV_TOKEN_TTL,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         kid=key_id(private.public_key()),
         roles_claim=settings.jwt_roles_claim,
     )
+
+
+def _dev_banner(token: str, url: str, signed_in: bool) -> str:
+    graphiql = (
+        f"  GraphiQL:  {url}/graphql  (opens signed in as '{DEV_USER}')\n"
+        "  For other clients, send this header (valid 24 h):\n\n"
+        if signed_in
+        else f"  GraphiQL:  {url}/graphql\n"
+        f"  Paste this into GraphiQL's Headers tab (valid 24 h, user '{DEV_USER}'):\n\n"
+    )
     return (
         "\n"
         "  Larder is running in development mode (APP_ENV=development).\n"
-        f"  GraphiQL:  {url}/graphql\n"
-        "  Paste this into GraphiQL's Headers tab (valid 24 h, user 'dev'):\n\n"
+        f"{graphiql}"
         f'  {{"Authorization": "Bearer {token}"}}\n\n'
         "  More tokens: python -m app token --sub alice [--role admin]\n"
     )
@@ -125,10 +147,14 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     # signal; make that a clean exit so the `finally` below stops the embedded database.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    token = None if settings.is_production or has_key else _dev_token(settings)
+    # GraphiQL opens signed in only where nobody but this machine can load the page.
+    sign_in = DevSignIn(DEV_USER, token) if token is not None and is_loopback(bind_host) else None
     try:
-        app = create_app(settings, verifier=verifier)
-        if not settings.is_production and not has_key:
-            print(_dev_banner(settings, f"http://{bind_host}:{bind_port}"), file=sys.stderr)
+        app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
+        if token is not None:
+            url = f"http://{bind_host}:{bind_port}"
+            print(_dev_banner(token, url, sign_in is not None), file=sys.stderr)
         config = uvicorn.Config(
             app,
             host=bind_host,

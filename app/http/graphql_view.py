@@ -16,7 +16,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.graphiql import render_graphiql_html
+from app.graphiql import DISABLED_HTML
 from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
 from app.schema import LarderSchema
 from app.schema.context import AppServices, Context
@@ -38,6 +38,7 @@ class LarderGraphQL(GraphQL[Context, None]):
         max_subscriptions_per_connection: int,
         allowed_origins: Sequence[str] = (),
         fanout: Fanout | None = None,
+        graphiql_html: str | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -53,7 +54,8 @@ class LarderGraphQL(GraphQL[Context, None]):
         self.session_config = session_config
         self.fanout: Fanout | None = fanout
         self.planner = Planner(schema._schema, schema.limit_rules)
-        self._ide_html = render_graphiql_html()
+        # None: GraphiQL is off (it needs introspection); browsers get a page saying so.
+        self._ide_html = graphiql_html
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -68,6 +70,8 @@ class LarderGraphQL(GraphQL[Context, None]):
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:
+        if self._ide_html is None:
+            return HTMLResponse(DISABLED_HTML, status_code=404)
         return HTMLResponse(self._ide_html)
 
     async def process_result(
