@@ -100,7 +100,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_style)
     has_key = settings.jwt_public_key_file or settings.jwt_jwks_file or settings.jwt_jwks_url
     if not has_key:
         if settings.is_production:
