@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,21 +34,6 @@ def _post(server: ServerProcess, token: str) -> None:
         timeout=30,
     )
     assert response.json()["data"]["upsertRecipe"]["__typename"] == "Recipe"
-
-
-@pytest.fixture
-def serve(mongodb_uri: str, db_name: str, tmp_path: Path, mongo: Any) -> Iterator[Any]:
-    started: list[ServerProcess] = []
-
-    def start(**env: str) -> ServerProcess:
-        base = {"MONGODB_URI": mongodb_uri, "MONGODB_DB": db_name, "DATA_DIR": str(tmp_path)}
-        server = ServerProcess({**base, **env}, tmp_path).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        assert server.stop() == 0
 
 
 def test_development_prints_a_readable_line_per_operation(serve: Any) -> None:
