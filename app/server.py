@@ -126,11 +126,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
                 "Point MONGODB_URI at a MongoDB replica set for production.",
                 settings.data_dir,
             )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = EmbeddedDatabase(
-            storage=str(settings.data_dir / "db"),
-            log_path=settings.data_dir / "secantusd.log",
-        )
+        database = EmbeddedDatabase.in_data_dir(settings.data_dir)
         try:
             database.start()
         except EmbeddedDatabaseError as exc:

@@ -14,6 +14,13 @@ from pathlib import Path
 READY_LINES = ("Uvicorn running on", "ready (database")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without Larder's settings that would leak into a child
+    (`make test` may run with MONGODB_URI set, say), plus `extra`."""
+    prefixes = ("JWT_", "MONGODB_", "APP_ENV", "DATA_DIR", "WS_", "LOG_", "GRAPHQL_")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,14 +33,7 @@ class ServerProcess:
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.port = free_port()
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("JWT_", "MONGODB_", "APP_ENV", "DATA_DIR", "WS_"))
-            },
-            **env,
-        }
+        self.env = clean_env(**env)
         self.cwd = cwd
         self.lines: list[str] = []
         self._new_line = threading.Condition()
