@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from app.logs import TextFormatter
+from app.settings import Settings
 from tests.processes import ServerProcess
 from tests.support import UPSERT, KeyPair
 
@@ -88,3 +90,11 @@ def test_text_lines_are_coloured_only_for_a_terminal() -> None:
     assert "\033[31mUNAUTHENTICATED" in TextFormatter(colour=True).format(record)
     plain = TextFormatter(colour=False).format(record)
     assert "\033[" not in plain and "UNAUTHENTICATED" in plain
+
+
+def test_log_format_follows_app_env_unless_set() -> None:
+    assert Settings(_env_file=None).log_style == "text"
+    assert Settings(_env_file=None, app_env="production").log_style == "json"
+    assert Settings(_env_file=None, app_env="production", log_format=" Text ").log_style == "text"
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings(_env_file=None, log_format="xml")

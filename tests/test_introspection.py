@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from app.main import create_app
 from app.settings import Settings
@@ -35,6 +36,8 @@ def test_the_default_follows_app_env() -> None:
         _env_file=None, app_env="production", graphql_introspection=True
     ).introspection_enabled
     assert not Settings(_env_file=None, graphql_introspection=False).introspection_enabled
+    with pytest.raises(ValidationError, match="graphql_introspection"):
+        Settings(_env_file=None, graphql_introspection="maybe")
 
 
 async def test_development_answers_introspection_and_serves_graphiql(api: Api) -> None:
