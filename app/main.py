@@ -248,8 +248,11 @@ def create_app(
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         allowed_origins=settings.cors_origin_list,
         fanout=Fanout(runtime.hub, schema._schema) if settings.ws_grouped_fanout else None,
-        graphiql_html=(
-            render_graphiql_html(sign_in=dev_sign_in) if settings.introspection_enabled else None
+        graphiql_html=render_graphiql_html() if settings.introspection_enabled else None,
+        signed_in_html=(
+            render_graphiql_html(sign_in=dev_sign_in)
+            if dev_sign_in is not None and settings.introspection_enabled
+            else None
         ),
     )
     graphql = ReadyGate(

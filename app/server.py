@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -23,6 +22,7 @@ from app.auth.tokens import mint_token
 from app.auth.verifier import ConfigurationError, TokenVerifier
 from app.embedded import EmbeddedDatabase, EmbeddedDatabaseError
 from app.graphiql import DevSignIn
+from app.http.loopback import is_loopback
 from app.logs import configure
 from app.settings import Settings
 
@@ -30,16 +30,6 @@ log = logging.getLogger("larder.server")
 
 DEV_TOKEN_TTL = 24 * 3600
 DEV_USER = "dev"
-
-
-def is_loopback(host: str) -> bool:
-    """Only this machine can reach a server bound here (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _with_dev_key(settings: Settings) -> Settings:

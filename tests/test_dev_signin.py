@@ -12,8 +12,8 @@ import pytest
 
 from app.auth.verifier import ConfigurationError, TokenVerifier
 from app.graphiql import DevSignIn
+from app.http.loopback import host_header_is_loopback, is_loopback
 from app.main import create_app
-from app.server import is_loopback
 from app.settings import Settings
 from tests.processes import ServerProcess
 from tests.support import KeyPair
@@ -49,6 +49,15 @@ def test_loopback_development_page_is_signed_in_with_the_startup_token(
     for operation in ("mutation Create", "query List", "mutation Update", "mutation Delete"):
         assert operation in page
     assert "subscription Watch" in page
+    # Asked for under another name (DNS rebinding: evil.example resolving to 127.0.0.1),
+    # the same server serves the page without the token.
+    for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1.evil.example"):
+        rebound = httpx.get(f"{server.url}/graphql", headers={**HTML, "Host": host})
+        assert rebound.status_code == 200 and "graphiql.min.js" in rebound.text
+        assert JWT.search(rebound.text) is None and "mutation Create" not in rebound.text
+    for host in ("localhost", f"localhost:{server.port}", f"[::1]:{server.port}"):
+        local = httpx.get(f"{server.url}/graphql", headers={**HTML, "Host": host})
+        assert set(JWT.findall(local.text)) == {_banner_token(server)}
     # The page holds the token; no endpoint hands out another one.
     assert JWT.search(httpx.get(f"{server.url}/graphql?query=%7B__typename%7D").text) is None
 
@@ -94,3 +103,10 @@ def test_create_app_refuses_a_sign_in_in_production(settings: Settings) -> None:
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+    port = f"[{host.strip('[]')}]:8000" if ":" in host else f"{host}:8000"
+    assert host_header_is_loopback(port) is loopback
+
+
+def test_host_headers_that_are_not_loopback() -> None:
+    for value in (None, "", "[::1", "localhost.evil.example:80", "127.0.0.1@evil.example"):
+        assert not host_header_is_loopback(value), value
