@@ -133,10 +133,11 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     # signal; make that a clean exit so the `finally` below stops the embedded database.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    token = None if settings.is_production or has_key else _dev_token(settings)
-    # GraphiQL opens signed in only where nobody but this machine can load the page.
-    sign_in = DevSignIn(DEV_USER, token) if token is not None and is_loopback(bind_host) else None
     try:
+        token = None if settings.is_production or has_key else _dev_token(settings)
+        # GraphiQL opens signed in only where nobody but this machine can load the page.
+        offered = settings.introspection_enabled and is_loopback(bind_host)
+        sign_in = DevSignIn(DEV_USER, token) if token is not None and offered else None
         app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
         if token is not None:
             url = f"http://{bind_host}:{bind_port}"
