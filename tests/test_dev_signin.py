@@ -25,6 +25,8 @@ HTML = {"Accept": "text/html"}
 def _page(server: ServerProcess) -> str:
     response = httpx.get(f"{server.url}/graphql", headers=HTML, timeout=30)
     assert response.status_code == 200 and "graphiql.min.js" in response.text
+    signed_in = JWT.search(response.text) is not None
+    assert (response.headers.get("cache-control") == "no-store") is signed_in
     return response.text
 
 

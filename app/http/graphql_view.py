@@ -79,7 +79,8 @@ class LarderGraphQL(GraphQL[Context, None]):
         if self._signed_in_html is not None and host_header_is_loopback(
             request.headers.get("host")
         ):
-            return HTMLResponse(self._signed_in_html)
+            # It carries a token: keep it out of caches.
+            return HTMLResponse(self._signed_in_html, headers={"Cache-Control": "no-store"})
         return HTMLResponse(self._ide_html)
 
     async def process_result(
