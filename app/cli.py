@@ -1,4 +1,4 @@
-"""`python -m app serve | keys generate | token | export-schema`."""
+"""`python -m app serve | demo | keys generate | token | export-schema`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the server (embedded database by default)")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+
+    commands.add_parser("demo", help="load about 50 demo recipes (idempotent)")
 
     keys = commands.add_parser("keys", help="key pair management")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -41,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--check", type=Path, help="exit 1 if this file differs from the schema")
 
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        from app.server import serve as run_server
-
+    if args.command in ("serve", "demo"):
         try:
             settings = Settings()
         except ValidationError as exc:
@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"refusing to start: invalid configuration: {problems}", file=sys.stderr)
             return 2
+        if args.command == "demo":
+            from app.demo import run_demo
+
+            return run_demo(settings)
+        from app.server import serve as run_server
+
         return run_server(settings, host=args.host, port=args.port)
     if args.command == "keys":
         return _keys_generate(args.out, args.type, args.force)

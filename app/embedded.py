@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+URI_FILE = "secantusd.uri"  # in DATA_DIR while a daemon started with in_data_dir() runs
 _LISTENING = re.compile(r"secantus listening on ([\d.]+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -65,6 +66,27 @@ class EmbeddedDatabase:
     _lines: list[str] = field(default_factory=list)
     _config: Path | None = None
     _listening: bool = False
+    uri_file: Path | None = None  # where to publish the URI while running
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> EmbeddedDatabase:
+        """The daemon `serve` and `demo` run when MONGODB_URI is unset: data in
+        DATA_DIR/db, log in DATA_DIR/secantusd.log (one process at a time per directory)."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            storage=str(data_dir / "db"),
+            log_path=data_dir / "secantusd.log",
+            uri_file=data_dir / URI_FILE,
+        )
+
+    @staticmethod
+    def published_uri(data_dir: Path) -> str | None:
+        """The URI a running daemon on DATA_DIR published (it may be stale after a kill -9:
+        check that it answers), so that `demo` can write while `serve` runs."""
+        try:
+            return (data_dir / URI_FILE).read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def uri(self) -> str:
@@ -109,6 +131,8 @@ class EmbeddedDatabase:
             output = "".join(self._lines[-20:])
             self.stop()
             raise EmbeddedDatabaseError(f"SecantusDB did not start:\n{output}")
+        if self.uri_file is not None:
+            self.uri_file.write_text(self.uri + "\n")
         return self
 
     def _pump(self, ready: threading.Event) -> None:
@@ -132,6 +156,8 @@ class EmbeddedDatabase:
                 log.close()
 
     def stop(self) -> None:
+        if self.uri_file is not None and self._listening:
+            self.uri_file.unlink(missing_ok=True)
         if self._config is not None:
             self._config.unlink(missing_ok=True)
             self._config = None

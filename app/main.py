@@ -26,7 +26,7 @@ from app.auth.jwks import RemoteJwks
 from app.auth.principal import Principal
 from app.auth.verifier import ConfigurationError, TokenVerifier, bearer_token
 from app.db import init_models, make_client, ping
-from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX
+from app.graphiql import STATIC_DIR, STATIC_URL_PREFIX, DevSignIn, render_graphiql_html
 from app.http.auth_gate import AuthGate
 from app.http.graphql_view import LarderGraphQL
 from app.http.guards import BodyLimit, ReadyGate, TimeLimit
@@ -161,8 +161,18 @@ async def connect_database(
     log.info("larder %s ready (database %s)", __version__, database.name)
 
 
-def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> Starlette:
-    """Build the ASGI app. Raises ConfigurationError when it could not work safely."""
+def create_app(
+    settings: Settings,
+    *,
+    verifier: TokenVerifier | None = None,
+    dev_sign_in: DevSignIn | None = None,
+) -> Starlette:
+    """Build the ASGI app. Raises ConfigurationError when it could not work safely.
+
+    `dev_sign_in` (development only) puts that token into the GraphiQL page.
+    """
+    if dev_sign_in is not None and settings.is_production:
+        raise ConfigurationError("development sign-in is never offered in production")
     if verifier is None:
         verifier = TokenVerifier.from_settings(settings)
     uri = settings.mongodb_uri
@@ -242,6 +252,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
             max_depth=settings.max_query_depth,
             max_tokens=settings.max_query_tokens,
             max_aliases=settings.max_query_aliases,
+            introspection=settings.introspection_enabled,
         )
     )
     view = LarderGraphQL(
@@ -252,6 +263,12 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
         max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         allowed_origins=settings.cors_origin_list,
         fanout=Fanout(runtime.hub, schema._schema) if settings.ws_grouped_fanout else None,
+        graphiql_html=render_graphiql_html() if settings.introspection_enabled else None,
+        signed_in_html=(
+            render_graphiql_html(sign_in=dev_sign_in)
+            if dev_sign_in is not None and settings.introspection_enabled
+            else None
+        ),
     )
     graphql = ReadyGate(
         BodyLimit(

@@ -21,12 +21,15 @@ from app.auth.keys import (
 from app.auth.tokens import mint_token
 from app.auth.verifier import ConfigurationError, TokenVerifier
 from app.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from app.graphiql import DevSignIn
+from app.http.loopback import is_loopback
 from app.logs import configure
 from app.settings import Settings
 
 log = logging.getLogger("larder.server")
 
 DEV_TOKEN_TTL = 24 * 3600
+DEV_USER = "dev"
 
 
 def _with_dev_key(settings: Settings) -> Settings:
@@ -38,22 +41,31 @@ def _with_dev_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"jwt_public_key_file": directory / PUBLIC_KEY_NAME})
 
 
-def _dev_banner(settings: Settings, url: str) -> str:
+def _dev_token(settings: Settings) -> str:
     private = load_private_pem(settings.dev_key_dir / PRIVATE_KEY_NAME)
-    token = mint_token(
+    return mint_token(
         private,
-        sub="dev",
+        sub=DEV_USER,
         ttl_seconds=DEV_TOKEN_TTL,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         kid=key_id(private.public_key()),
         roles_claim=settings.jwt_roles_claim,
     )
+
+
+def _dev_banner(token: str, url: str, signed_in: bool) -> str:
+    graphiql = (
+        f"  GraphiQL:  {url}/graphql  (opens signed in as '{DEV_USER}')\n"
+        "  For other clients, send this header (valid 24 h):\n\n"
+        if signed_in
+        else f"  GraphiQL:  {url}/graphql\n"
+        f"  Paste this into GraphiQL's Headers tab (valid 24 h, user '{DEV_USER}'):\n\n"
+    )
     return (
         "\n"
         "  Larder is running in development mode (APP_ENV=development).\n"
-        f"  GraphiQL:  {url}/graphql\n"
-        "  Paste this into GraphiQL's Headers tab (valid 24 h, user 'dev'):\n\n"
+        f"{graphiql}"
         f'  {{"Authorization": "Bearer {token}"}}\n\n'
         "  More tokens: python -m app token --sub alice [--role admin]\n"
     )
@@ -78,7 +90,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_style)
     has_key = settings.jwt_public_key_file or settings.jwt_jwks_file or settings.jwt_jwks_url
     if not has_key:
         if settings.is_production:
@@ -104,11 +116,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
                 "Point MONGODB_URI at a MongoDB replica set for production.",
                 settings.data_dir,
             )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = EmbeddedDatabase(
-            storage=str(settings.data_dir / "db"),
-            log_path=settings.data_dir / "secantusd.log",
-        )
+        database = EmbeddedDatabase.in_data_dir(settings.data_dir)
         try:
             database.start()
         except EmbeddedDatabaseError as exc:
@@ -126,9 +134,14 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     try:
-        app = create_app(settings, verifier=verifier)
-        if not settings.is_production and not has_key:
-            print(_dev_banner(settings, f"http://{bind_host}:{bind_port}"), file=sys.stderr)
+        token = None if settings.is_production or has_key else _dev_token(settings)
+        # GraphiQL opens signed in only where nobody but this machine can load the page.
+        offered = settings.introspection_enabled and is_loopback(bind_host)
+        sign_in = DevSignIn(DEV_USER, token) if token is not None and offered else None
+        app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
+        if token is not None:
+            url = f"http://{bind_host}:{bind_port}"
+            print(_dev_banner(token, url, sign_in is not None), file=sys.stderr)
         config = uvicorn.Config(
             app,
             host=bind_host,

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     cors_origins: str = ""
     log_level: str = "INFO"
+    # Unset: text in development, json in production (see `log_style`).
+    log_format: Literal["json", "text"] | None = None
+    # Unset: on in development, off in production (see `introspection_enabled`).
+    graphql_introspection: bool | None = None
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -102,6 +106,13 @@ class Settings(BaseSettings):
                 "HS* and 'none' are refused because Larder must never hold a signing secret"
             )
         return ",".join(algorithms)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     @field_validator("cors_origins")
     @classmethod
@@ -141,6 +152,21 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def log_style(self) -> Literal["json", "text"]:
+        """LOG_FORMAT, else readable lines in development and JSON lines in production."""
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "text"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        """GRAPHQL_INTROSPECTION, else on in development only (production clients generate
+        code from the exported schema.graphql)."""
+        if self.graphql_introspection is not None:
+            return self.graphql_introspection
+        return not self.is_production
 
     @property
     def dev_key_dir(self) -> Path:

@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from app.embedded import EmbeddedDatabase
 from app.main import create_app
 from app.settings import Settings
+from tests.processes import ServerProcess
 from tests.support import Api, KeyPair, LiveServer, make_key_pair
 
 
@@ -84,3 +85,20 @@ def api(client: httpx.AsyncClient, rsa_keys: KeyPair) -> Api:
 def runtime(server: LiveServer) -> Any:
     """The running app's runtime (hub, limiter), to await readiness without sleeping."""
     return server.app.state.runtime
+
+
+@pytest.fixture
+def serve(mongodb_uri: str, db_name: str, tmp_path: Path, mongo: Any) -> Iterator[Any]:
+    """`serve(**env)` starts `python -m app serve` on the test database with DATA_DIR in
+    tmp_path (and no key: development makes one); each is stopped, and must exit 0."""
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        base = {"MONGODB_URI": mongodb_uri, "MONGODB_DB": db_name, "DATA_DIR": str(tmp_path)}
+        server = ServerProcess({**base, **env}, tmp_path).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        assert server.stop() == 0

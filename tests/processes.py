@@ -14,6 +14,13 @@ from pathlib import Path
 READY_LINES = ("Uvicorn running on", "ready (database")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without Larder's settings that would leak into a child
+    (`make test` may run with MONGODB_URI set, say), plus `extra`."""
+    prefixes = ("JWT_", "MONGODB_", "APP_ENV", "DATA_DIR", "WS_", "LOG_", "GRAPHQL_")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,16 +33,10 @@ class ServerProcess:
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.port = free_port()
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("JWT_", "MONGODB_", "APP_ENV", "DATA_DIR", "WS_"))
-            },
-            **env,
-        }
+        self.env = clean_env(**env)
         self.cwd = cwd
         self.lines: list[str] = []
+        self._new_line = threading.Condition()
         self._ready = threading.Event()
         self.process: subprocess.Popen[str] | None = None
 
@@ -62,11 +63,26 @@ class ServerProcess:
         assert self.process is not None and self.process.stderr is not None
         pending = set(READY_LINES)
         for line in self.process.stderr:
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
             pending -= {marker for marker in pending if marker in line}
             if not pending:
                 self._ready.set()
         self._ready.set()
+
+    def wait_for_line(self, marker: str, timeout: float = 30) -> str:
+        """The first stderr line containing `marker`, waiting for it to be printed."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if marker in line), None)
+
+        with self._new_line:
+            if not self._new_line.wait_for(lambda: found() is not None, timeout):
+                raise AssertionError(f"no line with {marker!r}:\n" + "".join(self.lines[-30:]))
+            line = found()
+            assert line is not None
+            return line
 
     def stop(self) -> int | None:
         process, self.process = self.process, None

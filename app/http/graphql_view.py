@@ -16,7 +16,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.graphiql import render_graphiql_html
+from app.graphiql import DISABLED_HTML
+from app.http.loopback import host_header_is_loopback
 from app.http.ws import LegacyWSHandler, SessionConfig, TransportWSHandler
 from app.schema import LarderSchema
 from app.schema.context import AppServices, Context
@@ -38,6 +39,8 @@ class LarderGraphQL(GraphQL[Context, None]):
         max_subscriptions_per_connection: int,
         allowed_origins: Sequence[str] = (),
         fanout: Fanout | None = None,
+        graphiql_html: str | None = None,
+        signed_in_html: str | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -53,7 +56,10 @@ class LarderGraphQL(GraphQL[Context, None]):
         self.session_config = session_config
         self.fanout: Fanout | None = fanout
         self.planner = Planner(schema._schema, schema.limit_rules)
-        self._ide_html = render_graphiql_html()
+        # None: GraphiQL is off (it needs introspection); browsers get a page saying so.
+        self._ide_html = graphiql_html
+        # Development sign-in: the page with the dev token, only for a loopback Host.
+        self._signed_in_html = signed_in_html
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -68,6 +74,13 @@ class LarderGraphQL(GraphQL[Context, None]):
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:
+        if self._ide_html is None:
+            return HTMLResponse(DISABLED_HTML, status_code=404)
+        if self._signed_in_html is not None and host_header_is_loopback(
+            request.headers.get("host")
+        ):
+            # It carries a token: keep it out of caches.
+            return HTMLResponse(self._signed_in_html, headers={"Cache-Control": "no-store"})
         return HTMLResponse(self._ide_html)
 
     async def process_result(

@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.schema.errors import SafeParserCache, ShapeErrors
+from app.schema.introspection import NoIntrospection
 from app.schema.mutations import Mutation
 from app.schema.observe import ObserveOperations
 from app.schema.queries import Query
@@ -41,12 +42,14 @@ class QueryLimits:
     max_depth: int = 12
     max_tokens: int = 2_000
     max_aliases: int = 30
+    introspection: bool = True
 
 
 class LimitRules(SchemaExtension):
-    """Adds the depth and alias limit rules. The rule classes are built once per schema:
-    Strawberry's limiter extensions build new ones per request, which defeats
-    ValidationCache (its key includes the rules) and re-validates every request."""
+    """Adds the depth and alias limit rules (and NoIntrospection when it is off). The rule
+    classes are built once per schema: Strawberry's limiter extensions build new ones per
+    request, which defeats ValidationCache (its key includes the rules) and re-validates
+    every request."""
 
     def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
         self.rules = rules
@@ -61,6 +64,7 @@ def build_schema(limits: QueryLimits = QueryLimits()) -> LarderSchema:
     rules = (
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+        *(() if limits.introspection else (NoIntrospection,)),
     )
     schema = LarderSchema(
         query=merge_types("Query", (Query, SyncQuery)),
