@@ -57,7 +57,7 @@ function SignedIn({ session, expired }: { session: Session; expired: boolean }) 
     <ApolloProvider client={client}>
       <header>
         <h1>
-          <a href="#/">Larder recipes</a>
+          <a href="#/" data-testid="home">Larder recipes</a>
         </h1>
         {recipes && <SyncStatus recipes={recipes} expired={expired} />}
         <Me fallback={user} />

@@ -4,7 +4,7 @@ export function RecipeView({ recipes, id }: { recipes: RecipeCollection; id: str
   const recipe = useRecipes(recipes).find((r) => r.id === id);
   if (!recipe) return <p data-testid="recipe-missing">Waiting for this recipe to sync…</p>;
   return (
-    <article className="card" data-testid="recipe-view" data-version={recipe.version ?? ""}>
+    <article className="card" data-testid="recipe-view" data-recipe-id={recipe.id} data-version={recipe.version ?? ""}>
       <h2 data-testid="recipe-title">{recipe.title}</h2>
       <p data-testid="recipe-description">{recipe.description}</p>
       <p>
