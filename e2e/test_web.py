@@ -66,7 +66,14 @@ async def test_two_users_see_each_others_changes_live(
 async def test_stale_edit_shows_conflict_and_stores_the_chosen_merge(
     browser: Browser, web: LiveServer, relay: TcpRelay, api: Api
 ) -> None:
-    recipe = await create(api, title="Lentil soup", description="Red lentils", servings=4)
+    recipe = await create(
+        api,
+        title="Lentil soup",
+        description="Red lentils",
+        servings=4,
+        ingredients=[{"name": "Red lentils", "quantity": 250, "unit": "g"}, {"name": "Cumin"}],
+        steps=["Simmer everything for 20 minutes.", "Blend half of it."],
+    )
     alice = await App.open(browser, web.url)
     await alice.sign_in(relay.url, api.token("alice"))
     await alice.open_recipe("Lentil soup")

@@ -45,7 +45,8 @@ export function ConflictView(props: {
                 {(["mine", "theirs"] as const).map((side) => (
                   <td key={side} data-testid={`conflict-${field}-${side}`}>
                     {differs && (
-                      <input
+                      <>
+                        <input
                         type="radio"
                         style={{ width: "auto" }}
                         name={field}
@@ -53,8 +54,9 @@ export function ConflictView(props: {
                         data-testid={`pick-${field}-${side}`}
                         checked={pick === side}
                         onChange={() => setChoice({ ...choice, [field]: side })}
-                      />
-                    )}{" "}
+                        />{" "}
+                      </>
+                    )}
                     {(side === "mine" ? props.mine : theirs)[field]}
                   </td>
                 ))}
