@@ -5,12 +5,14 @@ Every wait is an auto-waiting Playwright assertion or an awaited event: nothing 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from e2e.conftest import App, TcpRelay, static_site
-from tests.support import GET, LIST, UPSERT, Api, KeyPair, LiveServer, create
+from tests.support import GET, LIST, UPSERT, Api, KeyPair, LiveServer, create, make_key_pair
 
 LIVE = 10_000  # ms: "within seconds"
 
@@ -202,7 +204,7 @@ async def test_reload_while_offline_keeps_local_data(
 
 
 async def test_expired_token_is_refreshed_without_reload(
-    browser: Browser, web: LiveServer, relay: TcpRelay, api: Api, keys: KeyPair
+    browser: Browser, web: LiveServer, relay: TcpRelay, api: Api, keys: KeyPair, tmp_path: Path
 ) -> None:
     soup = await create(api, title="Pea soup")
     alice = await App.open(browser, web.url)
@@ -222,6 +224,14 @@ async def test_expired_token_is_refreshed_without_reload(
     await expect(alice.by("recipe-title")).to_have_text("Pea soup with mint")
     await expect(alice.by("sync-status")).to_have_text("session expired · 1 change waiting")
     await alice.screenshot("session-expired")
+    assert (await stored(api, soup["id"]))["title"] == "Pea soup"
+
+    # A token the server refuses (signed by another key): the app asks again, through the
+    # same refresh path (WebSocket close 4403 / HTTP 401), and nothing is lost.
+    stranger_keys = make_key_pair(tmp_path, "ec")
+    await prompt.get_by_test_id("token").fill(stranger_keys.token(sub="alice"))
+    await prompt.get_by_test_id("sign-in-submit").click()
+    await expect(alice.by("token-refused")).to_be_visible(timeout=LIVE)
     assert (await stored(api, soup["id"]))["title"] == "Pea soup"
 
     await prompt.get_by_test_id("token").fill(api.token("alice"))
@@ -251,7 +261,7 @@ FETCH = """url => fetch(url, {method: "POST", headers: {"Content-Type": "applica
 
 
 async def test_page_on_unlisted_origin_is_refused_with_a_clear_error(
-    browser: Browser, web: LiveServer, relay: TcpRelay, api: Api
+    browser: Browser, web: LiveServer, relay: TcpRelay, api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     other = static_site()  # the same app on another origin, not in CORS_ORIGINS
     await other.start()
@@ -266,6 +276,8 @@ async def test_page_on_unlisted_origin_is_refused_with_a_clear_error(
         # The browser's own WebSocket is refused at the handshake (403: no open, close 1006),
         # and its HTTP request is blocked by CORS...
         assert await stranger.page.evaluate(OPEN_SOCKET, ws_url) == "closed 1006"
+        refused = [r.getMessage() for r in caplog.records if r.name == "strawberry.ws"]
+        assert any(f"from origin '{other.url}'" in message for message in refused), refused
         assert await stranger.page.evaluate(FETCH, f"{relay.url}/graphql") == "blocked: TypeError"
         # ...while the listed origin gets both.
         listed = await App.open(browser, web.url)

@@ -5,7 +5,7 @@ import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { getMainDefinition } from "@apollo/client/utilities";
 import { createClient } from "graphql-ws";
 
-import { authFetch, getToken } from "./auth";
+import { authFetch, getToken, socketClosed } from "./auth";
 
 export function createApollo(apiUrl: string) {
   const http = new SetContextLink(async (context) => ({
@@ -20,6 +20,7 @@ export function createApollo(apiUrl: string) {
       shouldRetry: () => true,
       retryWait: (retries) =>
         new Promise((resolve) => setTimeout(resolve, Math.min(5000, 500 * 2 ** retries))),
+      on: { closed: socketClosed },
     }),
   );
   const link = ApolloLink.split(

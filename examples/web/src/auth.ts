@@ -10,12 +10,13 @@ export interface Session {
 const KEY = "larder.session";
 let session: Session | null = JSON.parse(localStorage.getItem(KEY) ?? "null");
 let expired = false;
+let refused = false; // the server rejected the token (rather than it reaching `exp`)
 let refreshing: { promise: Promise<string>; resolve: (token: string) => void } | null = null;
 const listeners = new Set<() => void>();
-let snapshot = { session, expired };
+let snapshot = { session, expired, refused };
 
 function changed() {
-  snapshot = { session, expired };
+  snapshot = { session, expired, refused };
   listeners.forEach((listener) => listener());
 }
 
@@ -27,6 +28,7 @@ export function signIn(next: Session) {
   session = next;
   localStorage.setItem(KEY, JSON.stringify(next));
   expired = false;
+  refused = false;
   refreshing?.resolve(next.token);
   refreshing = null;
   changed();
@@ -61,8 +63,9 @@ export async function getToken(): Promise<string> {
  * to paste one: it shows the "session expired" prompt and resolves when signIn() gets a token.
  * Concurrent callers (HTTP link, both WebSockets, RxDB pushes) share one refresh.
  */
-export function refreshToken(): Promise<string> {
+export function refreshToken(why: "expired" | "refused" = "expired"): Promise<string> {
   if (!refreshing) {
+    refused = why === "refused";
     let resolve!: (token: string) => void;
     const promise = new Promise<string>((r) => (resolve = r));
     refreshing = { promise, resolve };
@@ -75,11 +78,18 @@ export function refreshToken(): Promise<string> {
 /** fetch that reports a refused token (HTTP 401 UNAUTHENTICATED) so the next request refreshes. */
 export async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
   const response = await fetch(input, init);
-  if (response.status === 401) void refreshToken();
+  if (response.status === 401) void refreshToken("refused");
   return response;
 }
 
-export function useAuth(): { session: Session | null; expired: boolean } {
+/** For both sockets' `on.closed`: 4440 = the token reached `exp`, 4403 = it was refused. */
+export function socketClosed(event: unknown) {
+  const code = (event as CloseEvent | undefined)?.code;
+  if (code === 4440) void refreshToken("expired");
+  if (code === 4403) void refreshToken("refused");
+}
+
+export function useAuth(): { session: Session | null; expired: boolean; refused: boolean } {
   return useSyncExternalStore(
     (listener) => {
       listeners.add(listener);

@@ -13,7 +13,7 @@ import {
 import { replicateGraphQL, type RxGraphQLReplicationState } from "rxdb/plugins/replication-graphql";
 import { getRxStorageDexie } from "rxdb/plugins/storage-dexie";
 
-import { authFetch, getToken, type Session } from "./auth";
+import { authFetch, getToken, socketClosed, type Session } from "./auth";
 import type { Ingredient, Recipe } from "./recipe";
 
 const schema: RxJsonSchema<Recipe> = {
@@ -161,7 +161,10 @@ export function startReplication(
         keepAlive: 10_000,
         on: {
           connected: () => setConnection("online"),
-          closed: () => setConnection("offline"),
+          closed: (event) => {
+            setConnection("offline");
+            socketClosed(event);
+          },
         },
       },
     },

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from "react";
 
-import { claims, getSession, signIn } from "../auth";
+import { claims, getSession, signIn, useAuth } from "../auth";
 
 /** Why a request to the API failed, in words a person can act on. */
 async function explainFailure(apiUrl: string, response: Response | null): Promise<string> {
@@ -28,6 +28,7 @@ export function SignIn({ expiredPrompt = false }: { expiredPrompt?: boolean }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  const { refused } = useAuth();
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -62,6 +63,7 @@ export function SignIn({ expiredPrompt = false }: { expiredPrompt?: boolean }) {
         <p>
           <strong>Session expired.</strong> Your changes are kept on this device. Paste a new
           token to sync them.
+          {refused && <span data-testid="token-refused"> The server refused the last token.</span>}
         </p>
       ) : (
         <>
