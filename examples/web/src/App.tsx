@@ -50,7 +50,6 @@ function SignedIn({ session, expired }: { session: Session; expired: boolean }) 
       stop();
     };
     // The replication reads the token through getToken(): a refreshed token needs no restart.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [user, session.apiUrl]);
 
   return (

@@ -1,3 +1,4 @@
+import { CombinedGraphQLErrors } from "@apollo/client";
 import { useMutation } from "@apollo/client/react";
 import { useEffect, useState, type FormEvent } from "react";
 
@@ -15,7 +16,8 @@ type Conflict =
 /** The fields of `form` that differ from `base`, as a RecipePatch. */
 function patchOf(form: RecipeForm, base: RecipeForm) {
   const values = fromForm(form) as Record<string, unknown>;
-  return Object.fromEntries(FORM_FIELDS.filter(({ field }) => form[field] !== base[field]).map(({ field }) => [field, values[field]]));
+  const changed = FORM_FIELDS.filter(({ field }) => form[field] !== base[field]);
+  return Object.fromEntries(changed.map(({ field }) => [field, values[field]]));
 }
 
 /**
@@ -28,7 +30,9 @@ export function Editor({ recipes, id }: { recipes: RecipeCollection; id: string 
   const [form, setForm] = useState<RecipeForm | null>(id ? null : emptyForm());
   const [conflict, setConflict] = useState<{ mine: RecipeForm; current: Recipe } | null>(null);
   const [error, setError] = useState("");
-  const online = useConnection() === "online" && !useAuth().expired;
+  const connection = useConnection();
+  const { expired } = useAuth();
+  const online = connection === "online" && !expired;
   const [create] = useMutation<{ upsertRecipe: Saved | Conflict }>(CREATE);
   const [patch] = useMutation<{ patchRecipe: Saved | Conflict }>(PATCH);
 
@@ -49,27 +53,28 @@ export function Editor({ recipes, id }: { recipes: RecipeCollection; id: string 
   /** Save `mine` over `against` (the version it is based on); returns false on a conflict. */
   async function save(mine: RecipeForm, against: Recipe | null) {
     const recipeId = against?.id ?? id ?? newId();
-    if (!online || (against && !against.version)) {
-      // Not synced yet, or no connection: RxDB keeps it and pushes it when it can.
+    const keepLocally = async () => {
+      // RxDB keeps it and pushes it when it can.
       await saveLocally(recipes, { ...(against ?? { id: recipeId }), ...fromForm(mine), id: recipeId });
-      return done(recipeId);
-    }
+      done(recipeId);
+    };
+    if (!online || (against && !against.version)) return keepLocally(); // offline, or not synced yet
     const changes = against ? patchOf(mine, toForm(against)) : {};
     if (against && !Object.keys(changes).length) return done(recipeId);
     try {
       const result = against
-        ? (await patch({ variables: { id: recipeId, baseVersion: against.version, patch: changes } })).data?.patchRecipe
-        : (await create({ variables: { input: { id: recipeId, ...fromForm(mine) } } })).data?.upsertRecipe;
+        ? (await patch({ variables: { id: recipeId, baseVersion: against.version, patch: changes } }))
+            .data?.patchRecipe
+        : (await create({ variables: { input: { id: recipeId, ...fromForm(mine) } } })).data
+            ?.upsertRecipe;
       if (result?.__typename === "Recipe") return done(recipeId);
       if (result?.current) return setConflict({ mine, current: result.current });
       setError("This recipe was deleted meanwhile.");
     } catch (failure) {
-      // The network went away during the request: keep the edit locally instead.
-      if (failure instanceof TypeError) {
-        await saveLocally(recipes, { ...(against ?? { id: recipeId }), ...fromForm(mine), id: recipeId });
-        return done(recipeId);
-      }
-      setError(String(failure));
+      // A refused write (invalid input, forbidden) is shown; anything else (the network went
+      // away, the token was refused) keeps the edit locally instead.
+      if (CombinedGraphQLErrors.is(failure)) return setError(failure.message);
+      return keepLocally();
     }
   }
 
@@ -121,7 +126,12 @@ export function Editor({ recipes, id }: { recipes: RecipeCollection; id: string 
       <label htmlFor="steps">Steps (one per line)</label>
       {field("steps", true)}
       <label htmlFor="visibility">Visibility</label>
-      <select id="visibility" data-testid="field-visibility" value={form.visibility} onChange={(e) => setForm({ ...form, visibility: e.target.value as RecipeForm["visibility"] })}>
+      <select
+        id="visibility"
+        data-testid="field-visibility"
+        value={form.visibility}
+        onChange={(e) => setForm({ ...form, visibility: e.target.value as RecipeForm["visibility"] })}
+      >
         <option value="PRIVATE">Private</option>
         <option value="PUBLIC">Public</option>
       </select>

@@ -58,7 +58,11 @@ export function SignIn({ expiredPrompt = false }: { expiredPrompt?: boolean }) {
   }
 
   return (
-    <form onSubmit={submit} className={expiredPrompt ? "prompt" : "card"} data-testid={expiredPrompt ? "session-expired" : "sign-in"}>
+    <form
+      onSubmit={submit}
+      className={expiredPrompt ? "prompt" : "card"}
+      data-testid={expiredPrompt ? "session-expired" : "sign-in"}
+    >
       {expiredPrompt ? (
         <p>
           <strong>Session expired.</strong> Your changes are kept on this device. Paste a new
@@ -69,11 +73,22 @@ export function SignIn({ expiredPrompt = false }: { expiredPrompt?: boolean }) {
         <>
           <h2>Sign in</h2>
           <label htmlFor="api-url">API URL</label>
-          <input id="api-url" data-testid="api-url" value={apiUrl} onChange={(e) => setApiUrl(e.target.value)} />
+          <input
+            id="api-url"
+            data-testid="api-url"
+            value={apiUrl}
+            onChange={(e) => setApiUrl(e.target.value)}
+          />
         </>
       )}
       <label htmlFor="token">Token</label>
-      <textarea id="token" data-testid="token" value={token} placeholder="eyJhbGciOi..." onChange={(e) => setToken(e.target.value)} />
+      <textarea
+        id="token"
+        data-testid="token"
+        value={token}
+        placeholder="eyJhbGciOi..."
+        onChange={(e) => setToken(e.target.value)}
+      />
       {error && <p className="error" data-testid="sign-in-error">{error}</p>}
       <div className="actions">
         <button type="submit" data-testid="sign-in-submit" disabled={busy}>
