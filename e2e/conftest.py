@@ -5,7 +5,6 @@ Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -161,8 +160,13 @@ class App:
         self.context = context
         self.page = page
         self.site = site
-        self.console: list[str] = []
-        page.on("console", lambda message: self.console.append(message.text))
+        self.errors: list[str] = []  # uncaught exceptions in the page
+        self.frames: list[str] = []  # WebSocket messages the page received
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        self.frames.append(payload if isinstance(payload, str) else payload.decode())
 
     @classmethod
     async def open(cls, browser: Browser, site: str) -> App:
@@ -201,5 +205,6 @@ class App:
             await self.page.screenshot(path=str(ROOT / SCREENSHOTS / f"{name}.png"))
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.context.close()
+        """Close the browser context; the page must not have thrown meanwhile."""
+        await self.context.close()
+        assert not self.errors, self.errors

@@ -47,8 +47,12 @@ async def test_two_users_see_each_others_changes_live(
     await alice.by("edit").click()
     await alice.edit(title="Shared shakshuka with feta")
     await expect(bob.by("recipe-title")).to_have_text("Shared shakshuka with feta", timeout=LIVE)
-    # Apollo's recipeChanged subscription saw it as well.
+    # It came over Bob's WebSockets: RxDB's streamRecipe and Apollo's recipeChanged.
     await expect(bob.by("activity")).to_contain_text("updated: Shared shakshuka with feta")
+    for operation in ("streamRecipe", "recipeChanged"):
+        assert any(
+            operation in frame and "Shared shakshuka with feta" in frame for frame in bob.frames
+        ), operation
 
     # And the other way round: a change written by another program reaches both browsers.
     recipe_id = await alice.by("recipe-view").get_attribute("data-recipe-id")
