@@ -212,7 +212,7 @@ async def test_expired_token_is_refreshed_without_reload(
 ) -> None:
     soup = await create(api, title="Pea soup")
     alice = await App.open(browser, web.url)
-    await alice.sign_in(relay.url, keys.token(sub="alice", ttl_seconds=6))
+    await alice.sign_in(relay.url, keys.token(sub="alice", ttl_seconds=10))
     await expect(alice.item("Pea soup")).to_be_visible()
     await alice.page.evaluate("window.sameDocument = true")
 
