@@ -9,11 +9,17 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -176,7 +182,7 @@ class App:
         await page.goto(site)
         return app
 
-    def by(self, test_id: str) -> Any:
+    def by(self, test_id: str) -> Locator:
         return self.page.get_by_test_id(test_id)
 
     async def sign_in(self, api_url: str, token: str, *, expect_ok: bool = True) -> None:
@@ -186,7 +192,7 @@ class App:
         if expect_ok:
             await expect(self.by("sync-status")).to_have_text("synced")
 
-    def item(self, title: str) -> Any:
+    def item(self, title: str) -> Locator:
         return self.by("recipe-item").filter(has_text=title)
 
     async def open_recipe(self, title: str) -> None:

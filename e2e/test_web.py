@@ -65,6 +65,11 @@ async def test_two_users_see_each_others_changes_live(
     await expect(bob.by("recipe-title")).to_have_text("Shakshuka", timeout=LIVE)
     await alice.by("home").click()
     await alice.screenshot("list")
+    # The list's search matches word prefixes in titles, tags and ingredients, locally.
+    await alice.by("search").fill("tomat")
+    await expect(alice.item("Shakshuka")).to_be_visible()
+    await alice.by("search").fill("pizza")
+    await expect(alice.by("empty")).to_have_text("No recipes match.")
     await alice.close()
     await bob.close()
 
