@@ -13,6 +13,7 @@ from app.db import init_models, make_client, ping
 from app.demo.data import RECIPES, USERS
 from app.demo.load import DemoReport, load_demo
 from app.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from app.services.lease import WriterLease
 from app.services.recipes import RecipeService
 from app.services.writes import StampedWriter
 from app.settings import Settings
@@ -25,8 +26,15 @@ async def _load(uri: str, settings: Settings) -> DemoReport:
     try:
         database = await init_models(client, settings.mongodb_db)
         recipes = database.get_collection("recipes")
-        writer = StampedWriter(recipes, database.get_collection("sync_clock"))
-        return await load_demo(RecipeService(recipes, writer))
+        lease = WriterLease(database.get_collection("sync_writers"))
+        writer = StampedWriter(recipes, database.get_collection("sync_clock"), lease)
+        renewing = asyncio.create_task(lease.run())
+        try:
+            return await load_demo(RecipeService(recipes, writer))
+        finally:
+            renewing.cancel()
+            await writer.close_session()
+            await lease.release()
     finally:
         await client.close()
 

@@ -6,10 +6,10 @@ its lock on the clock until its lifetime limit (60 s by default on MongoDB and S
 every other writer conflicts on the clock until then.
 
 So each process runs its transactions on one session whose id it publishes in a lease document
-(`sync_writers`), renewed every `interval` seconds with the database's own clock (`$$NOW`, so
-host clock skew does not matter). Every process also reaps: a lease not renewed for `ttl`
-seconds belongs to a dead (or badly stalled) process, whose session is killed
-(`killSessions`), which aborts its transaction and releases the clock at once.
+(`sync_writers`), renewed every `interval` seconds and judged by the database's own clock
+(`$$NOW` and `hello.localTime`, so host clock skew does not matter). Every process also reaps:
+a lease not renewed for `ttl` seconds belongs to a dead (or badly stalled) process, whose
+session is killed (`killSessions`), which aborts its transaction and releases the clock.
 
 Killing the session of a process that was merely stalled is safe: its transaction aborts and
 is retried like any write conflict; nothing half-written can commit.
@@ -63,12 +63,13 @@ class WriterLease:
 
     async def reap(self) -> int:
         """Kill the sessions of writers whose lease ran out; returns how many."""
-        expired = self._leases.find(
-            {"_id": {"$ne": self.instance}, "$expr": {"$lt": ["$expires_at", "$$NOW"]}}
-        )
+        admin = self._leases.database.client.admin
+        # The database's clock, like the one the leases were written with.
+        now = (await admin.command("hello"))["localTime"]
+        expired = self._leases.find({"_id": {"$ne": self.instance}, "expires_at": {"$lt": now}})
         killed = 0
         async for lease in expired:
-            await self._leases.database.client.admin.command("killSessions", [lease["lsid"]])
+            await admin.command("killSessions", [lease["lsid"]])
             # Only if it was not renewed meanwhile (a stalled process that came back).
             await self._leases.delete_one({"_id": lease["_id"], "expires_at": lease["expires_at"]})
             log.warning(
