@@ -151,6 +151,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             # Protocol-level pings find dead peers; the app sends its own keep-alives too.
             ws_ping_interval=20,
             ws_ping_timeout=20,
+            # A WebSocket message is bounded like an HTTP body (refused with 1009 unbuffered).
+            ws_max_size=settings.max_body_bytes,
             timeout_graceful_shutdown=10,
             # Larder logs each operation itself (without query strings, which may hold data).
             access_log=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -132,3 +133,42 @@ async def test_the_app_verifies_against_a_jwks_url(
             assert data["me"]["id"] == "alice"
     finally:
         await live.stop()
+
+
+@pytest.mark.parametrize("app_env", ["production", "development"])
+async def test_serve_verifies_tokens_against_jwt_jwks_url(
+    key_server: tuple[KeyServer, str],
+    mongodb_uri: str,
+    db_name: str,
+    mongo: Any,
+    tmp_path: Path,
+    app_env: str,
+) -> None:
+    """`python -m app serve` with only JWT_JWKS_URL set: it starts (no key file asked for, no
+    development key added) and accepts exactly the tokens signed by the served key."""
+    from tests.processes import ServerProcess
+
+    server, url = key_server
+    process = ServerProcess(
+        {
+            "MONGODB_URI": mongodb_uri,
+            "MONGODB_DB": db_name,
+            "JWT_JWKS_URL": url,
+            "APP_ENV": app_env,
+            "DATA_DIR": str(tmp_path / "data"),
+        },
+        tmp_path,
+    )
+    # In a thread: the JWKS server runs on this event loop and serve fetches from it at startup.
+    await asyncio.to_thread(process.start)
+    try:
+        async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
+            api = Api(http, server.keys[0])
+            assert (await api.data("{ me { id } }", user="jwks-user"))["me"]["id"] == "jwks-user"
+            stranger = make_key_pair(tmp_path / "other", "rsa")
+            refused = await api.post("{ me { id } }", token=stranger.token(sub="mallory"))
+            assert refused.status_code == 401
+            assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    finally:
+        assert process.stop() == 0
+    assert not (tmp_path / "data" / "keys").exists(), "a development key was created"

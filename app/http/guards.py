@@ -51,13 +51,19 @@ class ReadyGate:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether declared or streamed."""
+    """Refuse request bodies over `max_bytes` with 413, whether declared or streamed; close a
+    WebSocket whose message is over `max_bytes` with 1009 (so a mutation or push over the socket
+    is bounded like one over HTTP). `serve` also sets uvicorn's `ws_max_size` to the same limit,
+    which refuses such a message before buffering it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -85,6 +91,42 @@ class BodyLimit:
         except _TooLarge:
             if not tracked.started:
                 await too_large(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        closed = False
+
+        async def bounded_receive() -> Message:
+            nonlocal closed
+            message = await receive()
+            if message["type"] == "websocket.receive" and self._too_large(message):
+                closed = True
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": CLOSE_MESSAGE_TOO_BIG,
+                        "reason": f"Message larger than {self.max_bytes} bytes",
+                    }
+                )
+                return {"type": "websocket.disconnect", "code": CLOSE_MESSAGE_TOO_BIG}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not closed:  # after our close, the session's own goodbyes go nowhere
+                await send(message)
+
+        await self.app(scope, bounded_receive, guarded_send)
+
+    def _too_large(self, message: Message) -> bool:
+        text = message.get("text")
+        if text is not None:
+            # A character is 1-4 bytes in UTF-8: encode only when the count cannot decide.
+            if len(text) * 4 <= self.max_bytes:
+                return False
+            return len(text) > self.max_bytes or len(text.encode()) > self.max_bytes
+        return len(message.get("bytes") or b"") > self.max_bytes
+
+
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class _TooLarge(Exception):
