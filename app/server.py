@@ -153,6 +153,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             ws_ping_timeout=20,
             # A WebSocket message is bounded like an HTTP body (refused with 1009 unbuffered).
             ws_max_size=settings.max_body_bytes,
+            # Measured with Larder's app (docs/performance.md): the sans-I/O websockets
+            # protocol costs the least memory per connection and CPU per frame.
+            ws="websockets-sansio",
+            ws_per_message_deflate=settings.ws_per_message_deflate,
             timeout_graceful_shutdown=10,
             # Larder logs each operation itself (without query strings, which may hold data).
             access_log=False,

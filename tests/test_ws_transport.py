@@ -1,4 +1,4 @@
-"""A WebSocket message is bounded by MAX_BODY_BYTES, like an HTTP body (close 1009)."""
+"""The WebSocket transport: messages bounded by MAX_BODY_BYTES (close 1009), compression."""
 
 from __future__ import annotations
 
@@ -73,5 +73,36 @@ async def test_serve_refuses_an_oversized_message_at_the_websocket_layer(
         code, _ = await asyncio.wait_for(ws.close_code(), 10)
         assert code == 1009
         assert await mongo.recipes.count_documents({}) == 0
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_per_message_deflate_follows_the_setting(
+    rsa_keys: KeyPair, mongodb_uri: str, db_name: str, mongo: Any, tmp_path: Path, deflate: bool
+) -> None:
+    """Browsers always offer permessage-deflate; serve accepts it only when configured."""
+    env = {
+        "MONGODB_URI": mongodb_uri,
+        "MONGODB_DB": db_name,
+        "JWT_PUBLIC_KEY_FILE": str(rsa_keys.public_path),
+        "APP_ENV": "production",
+    }
+    if deflate:
+        env["WS_PER_MESSAGE_DEFLATE"] = "true"
+    server = ServerProcess(env, tmp_path).start()
+    try:
+        ws = await GraphQLWS.connect(
+            server.url,
+            payload={"authorization": f"Bearer {rsa_keys.token()}"},
+            compression="deflate",
+        )
+        assert ws.connection.response is not None
+        negotiated = ws.connection.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in negotiated) is deflate
+        await ws.send(mutation("compressible " * 50))
+        answer = await ws.receive()
+        assert answer["payload"]["data"]["upsertRecipe"]["description"] == "compressible " * 50
+        await ws.close()
     finally:
         assert server.stop() == 0
