@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from app.auth.keys import KeyType, generate_private_key, key_id
 from app.auth.tokens import mint_token
+from app.server import WS_PROTOCOL
 
 
 @dataclass
@@ -52,7 +53,9 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=None)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", ws_ping_interval=None, ws=WS_PROTOCOL
+        )
         config.load()
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
