@@ -412,8 +412,7 @@ async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR09
                 return
             await asyncio.sleep(0.02)
 
-    while True:
-        command, arg = await asyncio.to_thread(conn.recv)
+    async def handle(command: str, arg: Any) -> Any:
         reply: Any = None
         if command == "open":
             limit = asyncio.Semaphore(50)
@@ -436,9 +435,18 @@ async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR09
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
             for task in readers:
                 task.cancel()
-            conn.send(None)
+        return reply
+
+    while True:
+        command, arg = await asyncio.to_thread(conn.recv)
+        try:
+            reply = await handle(command, arg)
+        except Exception as exc:  # the parent raises it: no silent hang on a failed open
+            conn.send(("error", repr(exc)[:500]))
+            continue
+        conn.send(("ok", reply))
+        if command == "close":
             return
-        conn.send(reply)
 
 
 class Swarm:
@@ -456,7 +464,17 @@ class Swarm:
 
     async def _call(self, command: str, arg: Any = None) -> Any:
         self._conn.send((command, arg))
-        return await asyncio.to_thread(self._conn.recv)
+        status, reply = await asyncio.to_thread(self._receive)
+        if status != "ok":
+            raise BenchError(f"subscriber swarm, {command}: {reply}")
+        return reply
+
+    def _receive(self) -> tuple[str, Any]:
+        while not self._conn.poll(1.0):
+            if not self._process.is_alive():
+                return "error", f"the swarm process exited ({self._process.exitcode})"
+        answer: tuple[str, Any] = self._conn.recv()
+        return answer
 
     async def open(self, count: int) -> None:
         self.size = await self._call("open", count)

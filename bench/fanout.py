@@ -11,6 +11,7 @@ events/s of a step whose p99 stayed under 1 s.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -65,6 +66,8 @@ async def run(
         await writer.paced(rate, count)
         got = await swarm.wait(count)
         stop.set()
+        if got["errors"]:
+            print(f"{system.name}: unexpected messages: {got['errors']}", file=sys.stderr)
         latencies: list[float] = got["latencies"]
         result = Fanout(
             subscribers,
