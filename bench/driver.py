@@ -7,7 +7,7 @@ say what to run with these pieces.
   it with its own database name (Larder: `python -m app serve`, APP_ENV=production; peer: the
   Apollo Server in ../shared/peers/apollo, installed outside the repo).
 - `Api`: GraphQL over HTTP (upsertRecipe with the same small selection for every system).
-- `Swarm`: WebSocket subscribers to `recipeChanged` in a child process; latency of each event
+- `Swarm`: WebSocket subscribers to `recipeChanged` in child processes; latency of each event
   = its arrival - the send time the writer put in the recipe title (time.time(), so the two
   processes compare).
 - `paced_writes`: open-loop writes at a fixed rate; `probe`: GET /healthz every 50 ms.
@@ -449,49 +449,68 @@ async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR09
             return
 
 
-class Swarm:
-    """WebSocket subscribers to recipeChanged, in a child process (so the writer's clock and
-    the receivers do not share one event loop)."""
+class _Child:
+    """One swarm process and its pipe."""
 
-    def __init__(self, system: System, token: str) -> None:
+    def __init__(self, url: str, token: str) -> None:
         context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_swarm_main, args=(child, system.ws_url, token), daemon=True
-        )
-        self._process.start()
-        self.size = 0
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_swarm_main, args=(child, url, token), daemon=True)
+        self.process.start()
 
-    async def _call(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
+    async def call(self, command: str, arg: Any) -> Any:
+        self.conn.send((command, arg))
         status, reply = await asyncio.to_thread(self._receive)
         if status != "ok":
             raise BenchError(f"subscriber swarm, {command}: {reply}")
         return reply
 
     def _receive(self) -> tuple[str, Any]:
-        while not self._conn.poll(1.0):
-            if not self._process.is_alive():
-                return "error", f"the swarm process exited ({self._process.exitcode})"
-        answer: tuple[str, Any] = self._conn.recv()
+        while not self.conn.poll(1.0):
+            if not self.process.is_alive():
+                return "error", f"the swarm process exited ({self.process.exitcode})"
+        answer: tuple[str, Any] = self.conn.recv()
         return answer
 
+
+class Swarm:
+    """WebSocket subscribers to recipeChanged, spread over `processes` child processes (so the
+    writer's clock and the receivers share no event loop, and one client process does not cap
+    what the server can deliver)."""
+
+    def __init__(self, system: System, token: str, processes: int = 2) -> None:
+        self._children = [_Child(system.ws_url, token) for _ in range(processes)]
+        self.size = 0
+
+    async def _all(self, command: str, args: Sequence[Any]) -> list[Any]:
+        calls = (c.call(command, a) for c, a in zip(self._children, args, strict=True))
+        return list(await asyncio.gather(*calls))
+
     async def open(self, count: int) -> None:
-        self.size = await self._call("open", count)
+        share, extra = divmod(count, len(self._children))
+        counts = [share + (i < extra) for i in range(len(self._children))]
+        self.size = sum(await self._all("open", counts))
 
     async def mark(self) -> None:
         """Forget what arrived so far: a measured phase starts."""
-        await self._call("mark")
+        await self._all("mark", [None] * len(self._children))
 
     async def wait(self, expected: int, quiet: float = 5.0) -> dict[str, Any]:
         """Until every subscriber has `expected` events since `mark` (or none came for
-        `quiet` s): latencies, received, first/last arrival."""
-        result: dict[str, Any] = await self._call("wait", (expected, quiet))
-        return result
+        `quiet` s): latencies, received, first/last arrival, unexpected messages."""
+        parts = await self._all("wait", [(expected, quiet)] * len(self._children))
+        return {
+            "latencies": [x for p in parts for x in p["latencies"]],
+            "received": sum(p["received"] for p in parts),
+            "first": min((p["first"] for p in parts if p["first"]), default=0.0),
+            "last": max(p["last"] for p in parts),
+            "errors": [e for p in parts for e in p["errors"]],
+        }
 
     async def close(self) -> None:
-        await self._call("close")
-        self._process.join(10)
+        await self._all("close", [None] * len(self._children))
+        for child in self._children:
+            child.process.join(10)
 
 
 # ------------------------------------------------------------------------------- writers

@@ -50,7 +50,7 @@ class Sizes:
     subscribers: int = 1000
     rate: float = 10.0
     seconds: float = 20.0
-    steps: tuple[float, ...] = (10, 20, 40, 80, 160)
+    steps: tuple[float, ...] = (10, 20, 30, 40, 60, 80, 120, 160)
     step_seconds: float = 8.0
     idle: tuple[int, ...] = (500, 1000)
     recipes: int = 10_000
