@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ SCENARIOS = ("writes", "fanout", "memory", "sync")
 PULL_RATIO_BEFORE = 0.66  # pullRecipe / pymongo at batch 500 in the last run before issue 9
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Sizes:
     clients: int = 8
     warmup_loops: int = 60  # per client: 8 x 60 x 5 = 2,400 warm-up upserts
@@ -72,6 +72,7 @@ QUICK = Sizes(
 async def measure(bench: Bench, sizes: Sizes, only: set[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {"bare": {}, "peer": {}, "larder": {}}
     if "writes" in only:
+        progress("bare pymongo", "writes")
         found["bare"]["writes"] = await writes.bare(
             bench, sizes.clients, sizes.warmup_loops, sizes.loops
         )
@@ -84,14 +85,14 @@ async def measure(bench: Bench, sizes: Sizes, only: set[str]) -> dict[str, dict[
     if not isinstance(peer, str):
         starts = {"peer": lambda: bench.peer(peer), **starts}
     for key, start in starts.items():
-        print(f"# {key}", file=sys.stderr, flush=True)
         if only & {"writes", "fanout"}:
             with start() as system:
-                if "writes" in only:
-                    found[key]["writes"] = await writes.graphql(
-                        bench, system, sizes.clients, sizes.warmup_loops, sizes.loops
-                    )
+                progress(key, "writes (warm-up included, also before fan-out)")
+                found[key]["writes"] = await writes.graphql(
+                    bench, system, sizes.clients, sizes.warmup_loops, sizes.loops
+                )
                 if "fanout" in only:
+                    progress(key, f"fan-out and saturation, {sizes.subscribers:,} subscribers")
                     found[key]["fanout"] = await fanout.run(
                         system,
                         bench.token(),
@@ -102,11 +103,20 @@ async def measure(bench: Bench, sizes: Sizes, only: set[str]) -> dict[str, dict[
                         step_seconds=sizes.step_seconds,
                     )
         if "memory" in only:
+            progress(key, f"memory, {sizes.idle[-1]:,} idle subscriptions")
             with start() as system:
                 found[key]["memory"] = await memory.run(system, bench.token(), list(sizes.idle))
     if "sync" in only:
+        progress("larder", f"initial sync of {sizes.recipes:,} recipes")
         found["larder"]["sync"] = await sync.run(bench, sizes.recipes, sizes.batch)
-    return found
+    return {
+        key: {k: v for k, v in got.items() if k in only or k == "missing"}
+        for key, got in found.items()
+    }
+
+
+def progress(system: str, what: str) -> None:
+    print(f"{datetime.now(UTC):%H:%M:%S} {system}: {what}", file=sys.stderr, flush=True)
 
 
 Value = float | int | tuple[float, float] | None
@@ -227,8 +237,10 @@ def main() -> int:
     options = parser.parse_args()
     sizes = QUICK if options.quick else Sizes()
     if options.subscribers:
-        sizes = Sizes(**{**vars(sizes), "subscribers": options.subscribers})
+        sizes = dataclasses.replace(sizes, subscribers=options.subscribers)
     only = set(options.only.split(","))
+    if only - set(SCENARIOS):
+        parser.error(f"--only: unknown {sorted(only - set(SCENARIOS))}; known {SCENARIOS}")
     raise_open_files(4 * (max(sizes.subscribers, *sizes.idle) + 1000))
     started, load = time.monotonic(), os.getloadavg()
     with bench_session() as bench:
@@ -253,7 +265,7 @@ def main() -> int:
             [
                 "metric",
                 "bare pymongo CAS",
-                "Apollo peer",
+                "Apollo peer" + (" (NOT RUN, see below)" if "missing" in found["peer"] else ""),
                 "Larder",
                 "Larder/peer",
                 "target (issue 9)",
