@@ -345,11 +345,11 @@ class Api:
 # ---------------------------------------------------------------------------- subscribers
 
 
-def _swarm_main(conn: Connection, url: str, token: str) -> None:
-    asyncio.run(_swarm(conn, url, token))
+def _swarm_main(conn: Connection, url: str, token: str, deflate: bool) -> None:
+    asyncio.run(_swarm(conn, url, token, deflate))
 
 
-async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR0915
+async def _swarm(conn: Connection, url: str, token: str, deflate: bool) -> None:  # noqa: PLR0915
     """The child process: sockets, one reader task each; commands from `conn`."""
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.typing import Subprotocol
@@ -388,6 +388,7 @@ async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR09
                 ping_interval=None,
                 open_timeout=120,
                 max_queue=None,
+                compression="deflate" if deflate else None,
             )
             await ws.send(
                 json.dumps({"type": "connection_init", "payload": {"authorization": token}})
@@ -452,10 +453,11 @@ async def _swarm(conn: Connection, url: str, token: str) -> None:  # noqa: PLR09
 class _Child:
     """One swarm process and its pipe."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, deflate: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_swarm_main, args=(child, url, token), daemon=True)
+        args = (child, url, token, deflate)
+        self.process = context.Process(target=_swarm_main, args=args, daemon=True)
         self.process.start()
 
     async def call(self, command: str, arg: Any) -> Any:
@@ -476,10 +478,11 @@ class _Child:
 class Swarm:
     """WebSocket subscribers to recipeChanged, spread over `processes` child processes (so the
     writer's clock and the receivers share no event loop, and one client process does not cap
-    what the server can deliver)."""
+    what the server can deliver). Like browsers, they offer permessage-deflate unless
+    `deflate` is off; each server decides whether to accept it."""
 
-    def __init__(self, system: System, token: str, processes: int = 2) -> None:
-        self._children = [_Child(system.ws_url, token) for _ in range(processes)]
+    def __init__(self, system: System, token: str, deflate: bool, processes: int = 2) -> None:
+        self._children = [_Child(system.ws_url, token, deflate) for _ in range(processes)]
         self.size = 0
 
     async def _all(self, command: str, args: Sequence[Any]) -> list[Any]:

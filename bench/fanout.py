@@ -47,10 +47,11 @@ async def run(
     seconds: float,
     steps: list[float],
     step_seconds: float,
+    deflate: bool = True,
 ) -> Fanout:
     api = Api(system, token)
     writer = Writer(api)
-    swarm = Swarm(system, token)
+    swarm = Swarm(system, token, deflate)
     try:
         await writer.setup()
         await swarm.open(subscribers)

@@ -27,10 +27,10 @@ class Memory:
         return (self.rss_kb[high] - self.rss_kb[low]) / (high - low)
 
 
-async def run(system: System, token: str, sizes: list[int]) -> Memory:
+async def run(system: System, token: str, sizes: list[int], *, deflate: bool = True) -> Memory:
     api = Api(system, token)
     writer = Writer(api, recipes=1)
-    swarm = Swarm(system, token)
+    swarm = Swarm(system, token, deflate)
     try:
         await writer.setup()
         for _ in range(20):

@@ -62,14 +62,16 @@ QUICK = Sizes(
     loops=10,
     subscribers=100,
     seconds=5,
-    steps=(10, 40),
+    steps=(10, 40, 160),
     step_seconds=4,
     idle=(100, 200),
     recipes=1000,
 )
 
 
-async def measure(bench: Bench, sizes: Sizes, only: set[str]) -> dict[str, dict[str, Any]]:
+async def measure(
+    bench: Bench, sizes: Sizes, only: set[str], deflate: bool
+) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {"bare": {}, "peer": {}, "larder": {}}
     if "writes" in only:
         progress("bare pymongo", "writes")
@@ -101,11 +103,14 @@ async def measure(bench: Bench, sizes: Sizes, only: set[str]) -> dict[str, dict[
                         seconds=sizes.seconds,
                         steps=list(sizes.steps),
                         step_seconds=sizes.step_seconds,
+                        deflate=deflate,
                     )
         if "memory" in only:
             progress(key, f"memory, {sizes.idle[-1]:,} idle subscriptions")
             with start() as system:
-                found[key]["memory"] = await memory.run(system, bench.token(), list(sizes.idle))
+                found[key]["memory"] = await memory.run(
+                    system, bench.token(), list(sizes.idle), deflate=deflate
+                )
     if "sync" in only:
         progress("larder", f"initial sync of {sizes.recipes:,} recipes")
         found["larder"]["sync"] = await sync.run(bench, sizes.recipes, sizes.batch)
@@ -233,6 +238,12 @@ def main() -> int:
         "--quick", action="store_true", help="small sizes: a smoke run of 1-2 minutes"
     )
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="subscribers do not offer permessage-deflate (browsers do; it is the default)",
+    )
     parser.add_argument("--subscribers", type=int, help="override the fan-out subscriber count")
     options = parser.parse_args()
     sizes = QUICK if options.quick else Sizes()
@@ -244,7 +255,7 @@ def main() -> int:
     raise_open_files(4 * (max(sizes.subscribers, *sizes.idle) + 1000))
     started, load = time.monotonic(), os.getloadavg()
     with bench_session() as bench:
-        found = asyncio.run(measure(bench, sizes, only))
+        found = asyncio.run(measure(bench, sizes, only, options.deflate))
     revision = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
         cwd=REPO,
@@ -258,7 +269,8 @@ def main() -> int:
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {revision}, {os.cpu_count()} CPUs, load "
         f"{load[0]:.2f} -> {os.getloadavg()[0]:.2f}, {time.monotonic() - started:.0f} s; "
-        "one SecantusDB daemon (--sync-on-commit) for all columns\n"
+        "one SecantusDB daemon (--sync-on-commit) for all columns; subscribers "
+        f"{'offer' if options.deflate else 'do not offer'} permessage-deflate\n"
     )
     print(
         table(
