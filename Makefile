@@ -33,7 +33,7 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/targets.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Browser tests: the web example (examples/web) built and served on its own origin, a real
 # server, Debian's Chromium (Playwright's browser download is not used).
