@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.models.recipe import Recipe
+from app.services.state import next_state
 from tests.support import LIST, UPSERT, Api, create
 
 
@@ -176,6 +178,10 @@ async def test_search_words_follow_only_searchable_edits(api: Api, mongo: Any) -
     stored = await mongo.recipes.find_one({"_id": "w"})
     assert stored["search_words"] == ["baking", "bread", "plain"]
     assert "search_terms" not in stored
+    # A write that changes no searchable field (nor access) $sets no derived field.
+    state = next_state(Recipe.model_validate(stored), {"description": "new", "steps": ["Bake"]})
+    assert not {"search_words", "readers", "revoked", "audience"} & set(state.set)
+    assert set(next_state(Recipe.model_validate(stored), {"tags": ["Rye"]}).set) >= {"search_words"}
     update = {"id": "w", "expectedVersion": 1, "title": "Plain bread", "description": "new"}
     await api.data(UPSERT, {"input": update})
     assert (await mongo.recipes.find_one({"_id": "w"}))["search_words"] == stored["search_words"]
