@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from app.models.recipe import Recipe
+from app.services.cursor import decode_cursor, encode_cursor
+from app.services.errors import BadInput
 from app.services.state import next_state
 from tests.support import LIST, UPSERT, Api, create
 
@@ -200,3 +204,20 @@ async def test_updated_since_is_exclusive_at_millisecond_precision(api: Api) -> 
         set() if second["updatedAt"] == first["updatedAt"] else {"m2"}
     )
     assert await _all_pages(api, 10, updatedSince=second["updatedAt"]) == []
+
+
+async def test_updated_since_without_an_offset_is_utc(api: Api) -> None:
+    first = await create(api, id="z1", title="A")
+    at = datetime.fromisoformat(first["updatedAt"]).astimezone(UTC).replace(tzinfo=None)
+    assert await _all_pages(api, 10, updatedSince=at.isoformat()) == []
+    before = at - timedelta(milliseconds=1)
+    assert await _all_pages(api, 10, updatedSince=before.isoformat()) == ["z1"]
+
+
+def test_cursors_carry_the_stamp_and_old_cursors_still_decode() -> None:
+    assert decode_cursor(encode_cursor(1764600000123.457, "r1")) == (1764600000123.457, "r1")
+    old = base64.urlsafe_b64encode(b'[1764600000123,"r1"]').decode().rstrip("=")
+    assert decode_cursor(old) == (1764600000123.0, "r1")
+    for bad in (b'[true,"r1"]', b'[NaN,"r1"]', b'[1e999,"r1"]', b"[1" + b"0" * 400 + b',"r1"]'):
+        with pytest.raises(BadInput):
+            decode_cursor(base64.urlsafe_b64encode(bad).decode())

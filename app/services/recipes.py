@@ -150,7 +150,10 @@ class RecipeService:
             conditions["owner_id"] = query.owner_id
         if query.updated_since is not None:
             # updated_at > since, as a stamp range: updated_at is the stamp cut to whole ms.
-            since_ms = (query.updated_since - _EPOCH) // timedelta(milliseconds=1)
+            since = query.updated_since
+            if since.tzinfo is None:  # an instant without an offset is UTC, as MongoDB reads it
+                since = since.replace(tzinfo=UTC)
+            since_ms = (since - _EPOCH) // timedelta(milliseconds=1)
             conditions["stamp"] = {"$gte": float(since_ms + 1)}
         return conditions
 
