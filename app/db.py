@@ -9,6 +9,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.models import DOCUMENT_MODELS
+from app.models.recipe import OBSOLETE_INDEXES, Recipe
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -28,7 +29,19 @@ def make_client(uri: str, timeout_seconds: float = 3.0) -> AsyncMongoClient[dict
 async def init_models(client: AsyncMongoClient[dict[str, Any]], db_name: str) -> Database:
     database = client.get_database(db_name)
     await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+    await drop_obsolete_indexes(database)
     return database
+
+
+async def drop_obsolete_indexes(database: Database) -> list[str]:
+    """Drop the recipe indexes earlier versions created: every write keeps paying for an
+    index until it is dropped. Returns the names dropped."""
+    recipes = database.get_collection(Recipe.Settings.name)
+    present = {index["name"] async for index in await recipes.list_indexes()}
+    dropped = [name for name in OBSOLETE_INDEXES if name in present]
+    for name in dropped:
+        await recipes.drop_index(name)
+    return dropped
 
 
 async def ping(client: AsyncMongoClient[dict[str, Any]]) -> bool:

@@ -41,6 +41,7 @@ from app.schema.context import AppServices
 from app.schema.fanout import Fanout
 from app.services.adopt import adopt_foreign_writes
 from app.services.lease import WriterLease
+from app.services.migrate import add_search_words
 from app.services.recipes import RecipeService
 from app.services.sync import SyncService
 from app.services.writes import StampedWriter
@@ -157,6 +158,11 @@ async def connect_database(
         asyncio.create_task(adopt_foreign_writes(runtime.hub, writer)),
         asyncio.create_task(lease.run()),
     ]
+    # After the lease task: the upgrade writes, and our writer session must stay announced.
+    try:
+        await add_search_words(database.get_collection("recipes"), writer)
+    except PyMongoError as exc:
+        log.warning("could not add search words to older recipes (next start retries): %s", exc)
     runtime.ready.set()
     log.info("larder %s ready (database %s)", __version__, database.name)
 

@@ -44,7 +44,7 @@ async def test_demo_loads_once_and_viewers_see_only_what_they_may(
     docs = await mongo.recipes.find({}).to_list()
     assert sorted(d["_id"] for d in docs) == sorted(r.id for r in RECIPES)
     assert {d["version"] for d in docs} == {1}
-    assert all(d["search_terms"] and d["stamp"] > 0 for d in docs)  # the write path's fields
+    assert all(d["search_words"] and d["stamp"] > 0 for d in docs)  # the write path's fields
     assert {d["owner_id"] for d in docs} == {"dev", "alice", "bob"}
 
     # Search (by word prefix, across title, tags and ingredients) finds demo recipes.

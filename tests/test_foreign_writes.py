@@ -81,6 +81,6 @@ async def test_a_foreign_insert_and_update_become_pullable_and_searchable(
     assert (docs["node-1"]["title"], docs["node-1"]["version"]) == ("Pork dumplings", 2)
     stored = await mongo.recipes.find_one({"_id": "node-1"})
     assert stored["field_versions"]["title"] == 2 and stored["field_versions"]["steps"] == 1
-    assert "pork" in stored["search_terms"]
+    assert stored["search_words"] == ["dumplings", "pork"]
     bulk = (await api.data(PULL, {"checkpoint": None, "limit": 10}, user="eve"))["pullRecipe"]
     assert bulk["documents"] == []

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from app.models.recipe import Recipe
+from app.services.cursor import decode_cursor, encode_cursor
+from app.services.errors import BadInput
+from app.services.state import next_state
 from tests.support import LIST, UPSERT, Api, create
 
 
@@ -28,9 +34,10 @@ async def _all_pages(api: Api, first: int, user: str = "alice", **filt: Any) -> 
 async def test_newest_first_ties_by_id(api: Api, mongo: Any) -> None:
     for i in range(5):
         await create(api, id=f"r{i}", title=f"R{i}")
-    # Give two recipes the same updated_at to check the tie-break on id.
-    same = (await mongo.recipes.find_one({"_id": "r4"}))["updated_at"]
-    await mongo.recipes.update_one({"_id": "r0"}, {"$set": {"updated_at": same}})
+    # Give two recipes the same stamp (the order key; only a write made around Larder can do
+    # this) to check the tie-break on id.
+    same = (await mongo.recipes.find_one({"_id": "r4"}))["stamp"]
+    await mongo.recipes.update_one({"_id": "r0"}, {"$set": {"stamp": same}})
     page = (await api.data(LIST, {"first": 10}))["recipes"]
     ids = [e["node"]["id"] for e in page["edges"]]
     assert ids == ["r4", "r0", "r3", "r2", "r1"]
@@ -134,10 +141,83 @@ async def test_filters_tags_owner_updated_since(api: Api) -> None:
 async def test_query_paths_are_indexed(api: Api, mongo: Any) -> None:
     await create(api)
     names = {i["name"] for i in await (await mongo.recipes.list_indexes()).to_list()}
-    assert {
-        "readers_deleted_updated",
-        "deleted_updated",
-        "search_terms",
+    assert names == {
+        "_id_",
+        "audience_stamp",
+        "stamp",
+        "tombstones_stamp",
+        "search_words",
         "tags",
-        "owner_updated",
-    } <= names
+        "owner_id",
+    }
+
+
+async def test_search_is_a_word_prefix_range_on_every_term(api: Api) -> None:
+    await create(api, id="u1", title="Crème brûlée", tags=["Été", "français"])
+    await create(api, id="u2", title="Ørret med dill")  # trout
+    await create(api, id="u3", title="𠀋𠀌 noodles")  # a word beyond U+FFFF
+    await create(api, id="u4", title="apple zebra")  # no word between "tom" and "tom…"
+    await create(api, id="u5", title="Tomatensuppe", ingredients=[{"name": "Basilikum"}])
+
+    async def search(text: str) -> set[str]:
+        return set(await _all_pages(api, first=10, search=text))
+
+    assert await search("CRÈ") == {"u1"}
+    assert await search("brû") == {"u1"}
+    assert await search("bru") == set()  # accents are letters of their own
+    assert await search("été") == {"u1"}
+    assert await search("fran crè") == {"u1"}
+    assert await search("ør") == {"u2"}
+    assert await search("𠀋") == {"u3"}
+    assert await search("𠀋𠀌 nood") == {"u3"}
+    # Both bounds hold for one word: "zebra" >= "tom" and "apple" < "tom…" is no match.
+    assert await search("tom") == {"u5"}
+    assert await search("tomatensuppe basil") == {"u5"}
+    assert await search("tomatensuppes") == set()
+    assert await search("basil dill") == set()
+
+
+async def test_search_words_follow_only_searchable_edits(api: Api, mongo: Any) -> None:
+    await create(api, id="w", title="Plain bread", tags=["Baking"])
+    stored = await mongo.recipes.find_one({"_id": "w"})
+    assert stored["search_words"] == ["baking", "bread", "plain"]
+    assert "search_terms" not in stored
+    # A write that changes no searchable field (nor access) $sets no derived field.
+    state = next_state(Recipe.model_validate(stored), {"description": "new", "steps": ["Bake"]})
+    assert not {"search_words", "readers", "revoked", "audience"} & set(state.set)
+    assert set(next_state(Recipe.model_validate(stored), {"tags": ["Rye"]}).set) >= {"search_words"}
+    update = {"id": "w", "expectedVersion": 1, "title": "Plain bread", "description": "new"}
+    await api.data(UPSERT, {"input": update})
+    assert (await mongo.recipes.find_one({"_id": "w"}))["search_words"] == stored["search_words"]
+    rye = {"id": "w", "expectedVersion": 2, "title": "Plain bread", "tags": ["Rye"]}
+    await api.data(UPSERT, {"input": rye})
+    changed = await mongo.recipes.find_one({"_id": "w"})
+    assert changed["search_words"] == ["bread", "plain", "rye"]
+    assert set(await _all_pages(api, first=10, search="rye")) == {"w"}
+    assert await _all_pages(api, first=10, search="bak") == []
+
+
+async def test_updated_since_is_exclusive_at_millisecond_precision(api: Api) -> None:
+    first = await create(api, id="m1", title="A")
+    second = await create(api, id="m2", title="B")
+    assert set(await _all_pages(api, 10, updatedSince=first["updatedAt"])) == (
+        set() if second["updatedAt"] == first["updatedAt"] else {"m2"}
+    )
+    assert await _all_pages(api, 10, updatedSince=second["updatedAt"]) == []
+
+
+async def test_updated_since_without_an_offset_is_utc(api: Api) -> None:
+    first = await create(api, id="z1", title="A")
+    at = datetime.fromisoformat(first["updatedAt"]).astimezone(UTC).replace(tzinfo=None)
+    assert await _all_pages(api, 10, updatedSince=at.isoformat()) == []
+    before = at - timedelta(milliseconds=1)
+    assert await _all_pages(api, 10, updatedSince=before.isoformat()) == ["z1"]
+
+
+def test_cursors_carry_the_stamp_and_old_cursors_still_decode() -> None:
+    assert decode_cursor(encode_cursor(1764600000123.457, "r1")) == (1764600000123.457, "r1")
+    old = base64.urlsafe_b64encode(b'[1764600000123,"r1"]').decode().rstrip("=")
+    assert decode_cursor(old) == (1764600000123.0, "r1")
+    for bad in (b'[true,"r1"]', b'[NaN,"r1"]', b'[1e999,"r1"]', b"[1" + b"0" * 400 + b',"r1"]'):
+        with pytest.raises(BadInput):
+            decode_cursor(base64.urlsafe_b64encode(bad).decode())

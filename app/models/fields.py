@@ -150,6 +150,8 @@ EDITABLE: tuple[EditableField, ...] = _declared()
 EDITABLE_BY_NAME = {f.name: f for f in EDITABLE}
 EDITABLE_FIELDS = tuple(EDITABLE_BY_NAME)
 OWNER_ONLY_FIELDS = frozenset(f.name for f in EDITABLE if f.spec.owner_only)
+SEARCHABLE_FIELDS = frozenset(f.name for f in EDITABLE if f.spec.searchable)
+"""Fields whose words search finds: a write that changes none of them keeps `search_words`."""
 GRAPHQL_NAMES = {f.name: f.graphql_name for f in EDITABLE}
 """Stored field name -> GraphQL field name (error paths, merge conflicts)."""
 CREATE_DEFAULTS = {f.name: f.stored_default() for f in EDITABLE if not f.required}

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from beanie import Document
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel
 
 from app.models.fields import Ingredient, RecipeContent, Visibility, search_texts
 
@@ -20,7 +20,7 @@ _WORD = re.compile(r"\w+")
 
 class Recipe(Document, RecipeContent):
     """A recipe as stored: the editable fields of `RecipeContent` (app/models/fields.py) and
-    the server's own. `readers` and `search_terms` are derived, see `derived_fields`."""
+    the server's own. `readers` and `search_words` are derived, see `derived_fields`."""
 
     id: str  # type: ignore[assignment]
     owner_id: str
@@ -33,44 +33,63 @@ class Recipe(Document, RecipeContent):
     # The version at which each editable field last changed (field-level merge).
     field_versions: dict[str, int] = {}
     # Derived: who may read it, who lost access (told on their next pull), their union,
-    # and the search prefixes.
+    # and the distinct words that search finds.
     readers: list[str] = []
     revoked: list[str] = []
     audience: list[str] = []
-    search_terms: list[str] = []
+    search_words: list[str] = []
 
     class Settings:
         name = "recipes"
         use_revision = False
+        # Each index names the queries it serves. Every index entry is written again when its
+        # key changes (on SecantusDB 0.7: every entry of every index, on every update), so
+        # there is ONE ordering field, `stamp`, changed by each write and held by two indexes
+        # only. docs/architecture.md ("Indexes") has the per-query table.
         indexes = [
-            # recipes(): what a viewer may read, newest first (keyset pagination).
-            IndexModel(
-                [
-                    ("readers", ASCENDING),
-                    ("deleted", ASCENDING),
-                    ("updated_at", DESCENDING),
-                    ("_id", DESCENDING),
-                ],
-                name="readers_deleted_updated",
-            ),
-            # admins list everything; updatedSince filters.
-            IndexModel(
-                [("deleted", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)],
-                name="deleted_updated",
-            ),
-            # pullRecipe(): what a viewer may read or has lost, in sync order.
+            # pullRecipe() and streamRecipe()'s catch-up pull: {audience: viewer, stamp: window}
+            # in stamp order, one scan per audience value (services/sync.py).
+            # recipes() for non-admins: {audience: {$in: [viewer, "*"]}} newest stamp first,
+            # `readers`/`deleted` checked on the fetched documents (revoked entries and
+            # tombstones are few); updatedSince is a stamp range here (services/recipes.py).
             IndexModel(
                 [("audience", ASCENDING), ("stamp", ASCENDING), ("_id", ASCENDING)],
                 name="audience_stamp",
             ),
-            # pullRecipe() for admins (every recipe, in sync order).
+            # pullRecipe() and recipes() for admins: every recipe in stamp order.
             IndexModel([("stamp", ASCENDING), ("_id", ASCENDING)], name="stamp"),
-            # Tombstone purge.
-            IndexModel([("deleted", ASCENDING), ("stamp", ASCENDING)], name="deleted_stamp"),
-            IndexModel([("search_terms", ASCENDING)], name="search_terms"),
+            # purge_tombstones(): {deleted: true, stamp: {$lt: cutoff}}. Partial: only
+            # tombstones have an entry, so writes to live recipes never touch it.
+            IndexModel(
+                [("stamp", ASCENDING)],
+                name="tombstones_stamp",
+                partialFilterExpression={"deleted": True},
+            ),
+            # recipes(filter.search): one range per typed word on the distinct words
+            # ({search_words: {$elemMatch: {$gte: w, $lt: w + U+10FFFF}}}).
+            IndexModel([("search_words", ASCENDING)], name="search_words"),
+            # recipes(filter.tags): {tags: {$all: [...]}}.
             IndexModel([("tags", ASCENDING)], name="tags"),
-            IndexModel([("owner_id", ASCENDING), ("updated_at", DESCENDING)], name="owner_updated"),
+            # recipes(filter.ownerId): equality; the one owner's recipes are sorted after the
+            # scan. `owner_id` never changes, so no write rewrites this entry on MongoDB.
+            IndexModel([("owner_id", ASCENDING)], name="owner_id"),
         ]
+
+
+OBSOLETE_INDEXES = (
+    "readers_deleted_updated",
+    "deleted_updated",
+    "deleted_stamp",
+    "owner_updated",
+    "search_terms",
+)
+"""Indexes earlier versions created; dropped at startup (app/db.py) so writes stop paying
+for them."""
+
+WORD_END = "\U0010ffff"
+"""Above every character a word can continue with: `[w, w + WORD_END)` holds exactly the
+strings that start with `w` (MongoDB compares strings by UTF-8 bytes, which is code point
+order, as Python does; U+10FFFF is a non-character, never part of a word)."""
 
 
 def words(text: str) -> list[str]:
@@ -78,17 +97,22 @@ def words(text: str) -> list[str]:
     return [w[:MAX_TERM_LENGTH] for w in _WORD.findall(text.casefold())]
 
 
-def search_terms(fields: dict[str, Any]) -> list[str]:
-    """Every prefix of every word of the searchable fields (title, tags, ingredient names...).
+def search_words(fields: dict[str, Any]) -> list[str]:
+    """The distinct words of the searchable fields (title, tags, ingredient names...), sorted.
 
-    SecantusDB has no text indexes and an anchored regex still scans, so prefix search is an
-    exact match on a multikey index over prefixes; this works the same on MongoDB.
+    SecantusDB has no text indexes and an anchored regex still scans, so a typed prefix is a
+    range on a multikey index over these words (see `word_prefix`): one index entry per
+    distinct word, where storing every prefix cost one per prefix. Same on MongoDB.
     """
-    terms: set[str] = set()
-    for source in search_texts(fields):
-        for word in words(source):
-            terms.update(word[:n] for n in range(1, len(word) + 1))
-    return sorted(terms)
+    return sorted({word for source in search_texts(fields) for word in words(source)})
+
+
+def word_prefix(prefix: str) -> dict[str, Any]:
+    """The filter matching recipes with a word that starts with `prefix` (a `words()` item).
+
+    `$elemMatch` makes both bounds apply to the same array element: a bare range on an array
+    field matches when one element is >= the prefix and another is below the end."""
+    return {"search_words": {"$elemMatch": {"$gte": prefix, "$lt": prefix + WORD_END}}}
 
 
 def readers(owner_id: str, collaborators: list[str], visibility: Visibility) -> list[str]:
@@ -104,7 +128,13 @@ MAX_REVOKED = 1_000
 def derived_fields(
     fields: dict[str, Any], previous: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """`readers`, `revoked`, `audience` and `search_terms` for a complete set of stored fields.
+    """`readers`, `revoked`, `audience` and `search_words` for a complete set of stored fields
+    (see `access_fields`)."""
+    return {**access_fields(fields, previous), "search_words": search_words(fields)}
+
+
+def access_fields(fields: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`readers`, `revoked` and `audience` for a complete set of stored fields.
 
     `previous` is the stored state before this change: whoever could read it then but cannot
     now is added to `revoked` (and removed again if access comes back).
@@ -123,18 +153,21 @@ def derived_fields(
         "readers": now_readers,
         "revoked": lost,
         "audience": now_readers + [r for r in lost if r not in now_readers],
-        "search_terms": search_terms(fields),
     }
 
 
 __all__ = [
     "MAX_REVOKED",
+    "OBSOLETE_INDEXES",
     "PUBLIC_READER",
+    "WORD_END",
     "Ingredient",
     "Recipe",
     "Visibility",
+    "access_fields",
     "derived_fields",
     "readers",
-    "search_terms",
+    "search_words",
+    "word_prefix",
     "words",
 ]

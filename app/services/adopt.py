@@ -2,7 +2,7 @@
 
 Such writes reach live subscribers through the change stream as they are, but they carry no
 sync stamp (or keep the old one) and may leave the derived fields (`readers`, `audience`,
-`search_terms`) stale. Every server process watches for them and re-stamps them through the
+`search_words`) stale. Every server process watches for them and re-stamps them through the
 normal write path, recomputing the derived fields; the compare-and-set on `{version, stamp}`
 makes sure only one process adopts each write, and the adoption itself carries a new stamp,
 so it is not adopted again.

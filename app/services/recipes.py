@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.auth.principal import Principal
-from app.models.recipe import Recipe, words
+from app.models.recipe import PUBLIC_READER, Recipe, word_prefix, words
 from app.services import permissions
 from app.services.cursor import decode_cursor, encode_cursor
 from app.services.errors import BadInput, Forbidden, NotFound
@@ -25,6 +25,7 @@ from app.services.validation import validate_fields, validate_id
 from app.services.writes import Create, StampedWriter, Update
 
 MAX_PAGE = 100
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SEARCH_WORDS = 10
 
 
@@ -66,7 +67,13 @@ class RecipePage:
     count: Callable[[], Awaitable[int]] = field(repr=False)
 
     def cursor(self, recipe: Recipe) -> str:
-        return encode_cursor(recipe.updated_at, recipe.id)
+        return encode_cursor(_order_key(recipe), recipe.id)
+
+
+def _order_key(recipe: Recipe) -> float:
+    """A recipe's place in recipes() order: its stamp. A write made around Larder has none
+    until adopted (milliseconds later, app/services/adopt.py); it sorts last until then."""
+    return recipe.stamp if recipe.stamp is not None else -1.0
 
 
 def new_id() -> str:
@@ -103,12 +110,14 @@ class RecipeService:
         if after:
             at, recipe_id = decode_cursor(after)
             page_filter["$or"] = [
-                {"updated_at": {"$lt": at}},
-                {"updated_at": at, "_id": {"$lt": recipe_id}},
+                {"stamp": {"$lt": at}},
+                {"stamp": at, "_id": {"$lt": recipe_id}},
             ]
-        cursor = self._recipes.find(
-            page_filter, sort=[("updated_at", -1), ("_id", -1)], limit=first + 1
-        )
+        # Newest first by stamp, the sync order: stamps follow commit order and
+        # updated_at = floor(stamp) in ms, so this is also most recently updated first, and the
+        # index that serves pulls serves this too (no index on updated_at). Stamps are unique;
+        # the id only breaks ties between documents written around Larder.
+        cursor = self._recipes.find(page_filter, sort=[("stamp", -1), ("_id", -1)], limit=first + 1)
         raws = await cursor.to_list(length=first + 1)
         items = [Recipe.model_validate(raw) for raw in raws[:first]]
 
@@ -119,12 +128,20 @@ class RecipeService:
 
     def _filter(self, viewer: Principal, query: RecipeQuery) -> dict[str, Any]:
         conditions: dict[str, Any] = {"deleted": False, **permissions.readable_filter(viewer)}
+        if not viewer.is_admin:
+            # Implied by `readers` (audience = readers + revoked), stated so that the
+            # audience_stamp index serves the query and its order.
+            conditions["audience"] = {"$in": [viewer.id, PUBLIC_READER]}
         if query.search is not None:
             terms = list(dict.fromkeys(words(query.search)))
             if len(terms) > MAX_SEARCH_WORDS:
                 raise BadInput.single("filter.search", f"use at most {MAX_SEARCH_WORDS} words")
-            if terms:
-                conditions["search_terms"] = {"$all": terms}
+            # Every typed word must start some word of the recipe.
+            prefixes = [word_prefix(term) for term in terms]
+            if len(prefixes) == 1:
+                conditions.update(prefixes[0])
+            elif prefixes:
+                conditions["$and"] = prefixes
         if query.tags:
             if len(query.tags) > 50:
                 raise BadInput.single("filter.tags", "use at most 50 tags")
@@ -132,7 +149,12 @@ class RecipeService:
         if query.owner_id is not None:
             conditions["owner_id"] = query.owner_id
         if query.updated_since is not None:
-            conditions["updated_at"] = {"$gt": query.updated_since}
+            # updated_at > since, as a stamp range: updated_at is the stamp cut to whole ms.
+            since = query.updated_since
+            if since.tzinfo is None:  # an instant without an offset is UTC, as MongoDB reads it
+                since = since.replace(tzinfo=UTC)
+            since_ms = (since - _EPOCH) // timedelta(milliseconds=1)
+            conditions["stamp"] = {"$gte": float(since_ms + 1)}
         return conditions
 
     # --------------------------------------------------------------- writes

@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.principal import Principal
-from app.models.fields import CREATE_DEFAULTS, EDITABLE_FIELDS, OWNER_ONLY_FIELDS
-from app.models.recipe import Recipe, derived_fields
+from app.models.fields import (
+    CREATE_DEFAULTS,
+    EDITABLE_FIELDS,
+    OWNER_ONLY_FIELDS,
+    SEARCHABLE_FIELDS,
+)
+from app.models.recipe import Recipe, access_fields, derived_fields, search_words
 from app.services import permissions
 from app.services.errors import Forbidden
 from app.services.writes import stamp_time
@@ -57,7 +62,11 @@ def stored_fields(recipe: Recipe) -> dict[str, Any]:
 def next_state(
     existing: Recipe, changes: dict[str, Any], *, deleted: bool | None = None
 ) -> NextState:
-    """The $set that applies validated `changes` (and optionally (un)deletes) as version + 1."""
+    """The $set that applies validated `changes` (and optionally (un)deletes) as version + 1.
+
+    Derived fields are $set only when they change: the search words are recomputed only when
+    a searchable field changed, the access lists only written when they differ. Less to
+    compute, and a smaller update (and oplog entry) for the common edit."""
     stored = stored_fields(existing)
     changed = frozenset(k for k, v in changes.items() if stored.get(k) != v)
     version = existing.version + 1
@@ -65,7 +74,12 @@ def next_state(
     update: dict[str, Any] = {**changes, "version": version, "field_versions": field_versions}
     if deleted is not None:
         update["deleted"] = deleted
-    update.update(derived_fields({**stored, **update}, previous=stored))
+    after = {**stored, **update}
+    for name, value in access_fields(after, previous=stored).items():
+        if stored.get(name) != value:
+            update[name] = value
+    if changed & SEARCHABLE_FIELDS:
+        update["search_words"] = search_words(after)
     return NextState(existing=existing, stored=stored, set=update, changed=changed)
 
 

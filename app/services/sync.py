@@ -362,7 +362,7 @@ def _purged(recipe_id: str, assumed: SyncState) -> Recipe:
         readers=[],
         revoked=[],
         audience=[],
-        search_terms=[],
+        search_words=[],
     )
     return gone
 

@@ -52,6 +52,7 @@ class Update:
     alive_only: bool = True  # refuse to touch a tombstone
     expected_stamp: float | None = None  # also require this stamp (adopting foreign writes)
     unstamped: bool = False  # also require that there is no stamp yet
+    unset: tuple[str, ...] = ()  # fields to remove (retired stored fields, see migrate.py)
 
 
 Op = Create | Update
@@ -206,7 +207,10 @@ class StampedWriter:
                 if op.expected_stamp is not None or op.unstamped:
                     query["stamp"] = op.expected_stamp
                 changes = {**op.changes, "stamp": stamp, "updated_at": when}
-                writes.append(UpdateOne(query, {"$set": changes}))
+                update: dict[str, Any] = {"$set": changes}
+                if op.unset:
+                    update["$unset"] = dict.fromkeys(op.unset, "")
+                writes.append(UpdateOne(query, update))
         outcome = await self._recipes.bulk_write(writes, ordered=True, session=session)
         if outcome.modified_count + outcome.upserted_count == len(ops):
             return list(stamps)
