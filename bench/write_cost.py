@@ -72,7 +72,7 @@ async def path_child(uri: str, db_name: str, updates: int) -> dict[str, Any]:
     from app.services.lease import WriterLease
     from app.services.recipes import RecipeService, RecipeWrite
     from app.services.writes import StampedWriter
-    from bench.common import recipe_input
+    from bench.driver import recipe_input
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
     database = await init_models(client, db_name)  # that version's indexes
@@ -108,14 +108,33 @@ async def path_child(uri: str, db_name: str, updates: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- parent: pymongo variants
 
 
+def stored_recipe(recipe_id: str, index: int, owner_id: str) -> dict[str, Any]:
+    """The document the server would store for the driver's recipe (derived fields too)."""
+    from app.models.fields import CREATE_DEFAULTS
+    from app.models.recipe import derived_fields
+    from app.services.writes import stamp_time
+    from bench.driver import recipe_input
+
+    now = stamp_time(time.time() * 1000)
+    doc: dict[str, Any] = {
+        **CREATE_DEFAULTS,
+        **recipe_input(index),
+        "owner_id": owner_id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted": False,
+    }
+    doc.update(derived_fields(doc))
+    return {"_id": recipe_id, **doc}
+
+
 def prefixes(words: list[str]) -> list[str]:
     return sorted({w[:n] for w in words for n in range(1, len(w) + 1)})
 
 
 def documents(before: bool) -> list[dict[str, Any]]:
     """Stored recipes as this tree derives them; `before`: with the old prefix array."""
-    from bench.common import stored_recipe
-
     docs = []
     for n in range(WRITERS * RECIPES_PER_WRITER):
         doc = stored_recipe(f"r{n % WRITERS}-{n // WRITERS}", n, "bench-user")
