@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -18,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the server (embedded database by default)")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="server processes on the one port, or 'auto' for one per CPU (default: WORKERS or 1)",
+    )
 
     commands.add_parser("demo", help="load about 50 demo recipes (idempotent)")
 
@@ -58,12 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(settings)
         from app.server import serve as run_server
 
-        return run_server(settings, host=args.host, port=args.port)
+        return run_server(settings, host=args.host, port=args.port, workers=args.workers)
     if args.command == "keys":
         return _keys_generate(args.out, args.type, args.force)
     if args.command == "token":
         return _token(args)
     return _export_schema(args.out, args.check)
+
+
+def _workers(value: str) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise argparse.ArgumentTypeError("a number from 1 to 256, or 'auto'")
+    return int(value)
 
 
 def _keys_generate(out: Path, key_type: str, force: bool) -> int:

@@ -6,7 +6,6 @@ Used by `python -m app serve` when MONGODB_URI is unset, and by the test fixture
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -18,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.lifeline import killed_with_parent
+
 URI_FILE = "secantusd.uri"  # in DATA_DIR while a daemon started with in_data_dir() runs
 _LISTENING = re.compile(r"secantus listening on ([\d.]+):(\d+)")
 STARTUP_TIMEOUT = 30.0
@@ -26,19 +27,6 @@ STOP_TIMEOUT = 15.0
 
 class EmbeddedDatabaseError(RuntimeError):
     pass
-
-
-try:  # resolved here, not in the forked child (which must only make the one call)
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover - not Linux
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the daemon if the server process dies without stopping it (kill -9)."""
-    if _LIBC is not None and hasattr(_LIBC, "prctl"):
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _executable() -> str:
@@ -123,7 +111,7 @@ class EmbeddedDatabase:
             text=True,
             start_new_session=True,
             # Safe here: the child makes one prctl call, no locks, no imports.
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=killed_with_parent,  # noqa: PLW1509
         )
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(ready,), daemon=True).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -244,7 +245,8 @@ def create_app(
             await client.close()
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
+        # The pid tells apart the workers of `serve --workers N` behind one port.
+        return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
     async def readyz(request: Request) -> JSONResponse:
         ready = runtime.is_ready() and runtime.client is not None and await ping(runtime.client)

@@ -1,4 +1,5 @@
-"""`python -m app serve`: development keys, the embedded database, uvicorn."""
+"""`python -m app serve`: development keys, the embedded database, uvicorn (one process,
+or workers under a supervisor: app/workers.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import logging
 import signal
 import socket
 import sys
+from functools import partial
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -25,6 +27,7 @@ from app.graphiql import DevSignIn
 from app.http.loopback import is_loopback
 from app.logs import configure
 from app.settings import Settings
+from app.workers import supervise
 
 log = logging.getLogger("larder.server")
 
@@ -95,8 +98,57 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+def run_instance(
+    settings: Settings,
+    sign_in: DevSignIn | None,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+    *,
+    verifier: TokenVerifier | None = None,
+) -> None:
+    """One Larder instance in this process until SIGTERM/SIGINT: on `host:port`, or on
+    `sockets` already bound (a worker of `serve --workers`)."""
+    from app.main import create_app
+
     configure(settings.log_level, settings.log_style)
+    # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
+    # signal; make that a clean exit (status 0, and `finally` blocks run).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
+    app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        # Protocol-level pings find dead peers; the app sends its own keep-alives too.
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        # A WebSocket message is bounded like an HTTP body (refused with 1009 unbuffered).
+        ws_max_size=settings.max_body_bytes,
+        ws=WS_PROTOCOL,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+        timeout_graceful_shutdown=10,
+        # Larder logs each operation itself (without query strings, which may hold data).
+        access_log=False,
+    )
+    GracefulServer(config, app.state.runtime).run(sockets)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | Literal["auto"] | None = None,
+) -> int:
+    """The key, the database and the token, once; then one instance here, or `workers`
+    instances in worker processes sharing one socket."""
+    configure(settings.log_level, settings.log_style)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     has_key = settings.jwt_public_key_file or settings.jwt_jwks_file or settings.jwt_jwks_url
     if not has_key:
         if settings.is_production:
@@ -131,42 +183,27 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         log.info("embedded SecantusDB on port %s, data in %s", database.port, database.storage)
         settings = settings.model_copy(update={"mongodb_uri": database.uri})
 
-    from app.main import create_app
-
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
-    # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
-    # signal; make that a clean exit so the `finally` below stops the embedded database.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_cleanly)
+    count = settings.worker_count
     try:
         token = None if settings.is_production or has_key else _dev_token(settings)
         # GraphiQL opens signed in only where nobody but this machine can load the page.
         offered = settings.introspection_enabled and is_loopback(bind_host)
         sign_in = DevSignIn(DEV_USER, token) if token is not None and offered else None
-        app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
         if token is not None:
             url = f"http://{bind_host}:{bind_port}"
             print(_dev_banner(token, url, sign_in is not None), file=sys.stderr)
-        config = uvicorn.Config(
-            app,
-            host=bind_host,
-            port=bind_port,
-            log_config=None,
-            proxy_headers=True,
-            # Protocol-level pings find dead peers; the app sends its own keep-alives too.
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-            # A WebSocket message is bounded like an HTTP body (refused with 1009 unbuffered).
-            ws_max_size=settings.max_body_bytes,
-            ws=WS_PROTOCOL,
-            ws_per_message_deflate=settings.ws_per_message_deflate,
-            timeout_graceful_shutdown=10,
-            # Larder logs each operation itself (without query strings, which may hold data).
-            access_log=False,
+        if count == 1:
+            run_instance(settings, sign_in, bind_host, bind_port, verifier=verifier)
+            return 0
+        # Each worker builds its own verifier (a JWKS URL is then fetched per process).
+        return supervise(
+            partial(run_instance, settings, sign_in, bind_host, bind_port),
+            bind_host,
+            bind_port,
+            count,
         )
-        GracefulServer(config, app.state.runtime).run()
     finally:
         if database is not None:
             database.stop()
-    return 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,11 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; a container's CPU quota is not seen)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """Every setting Larder reads. See the configuration table in README.md."""
 
@@ -34,6 +40,8 @@ class Settings(BaseSettings):
     app_env: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes on the one port (`serve --workers` overrides it); "auto": one per CPU.
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
 
     mongodb_uri: str | None = None
     mongodb_db: str = "larder"
@@ -170,6 +178,11 @@ class Settings(BaseSettings):
         if self.graphql_introspection is not None:
             return self.graphql_introspection
         return not self.is_production
+
+    @property
+    def worker_count(self) -> int:
+        """WORKERS as a number: "auto" is the CPUs this process may run on."""
+        return usable_cpus() if self.workers == "auto" else self.workers
 
     @property
     def dev_key_dir(self) -> Path:
