@@ -74,12 +74,6 @@ def _dev_banner(token: str, url: str, signed_in: bool) -> str:
     )
 
 
-# uvicorn's WebSocket protocol. Measured with Larder's app (docs/performance.md): the
-# sans-I/O websockets protocol costs the least memory per connection and CPU per frame. The
-# tests' servers use it too.
-WS_PROTOCOL = "websockets-sansio"
-
-
 class GracefulServer(uvicorn.Server):
     """On SIGTERM: stop accepting, close WebSockets with 1001 (clients reconnect elsewhere),
     let in-flight HTTP requests finish (up to 10 s), then run the app's shutdown."""
@@ -128,7 +122,7 @@ def run_instance(
         ws_ping_timeout=20,
         # A WebSocket message is bounded like an HTTP body (refused with 1009 unbuffered).
         ws_max_size=settings.max_body_bytes,
-        ws=WS_PROTOCOL,
+        ws=settings.ws_protocol,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         timeout_graceful_shutdown=10,
         # Larder logs each operation itself (without query strings, which may hold data).

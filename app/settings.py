@@ -32,6 +32,10 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+# The least memory per connection and CPU per frame with Larder's app (docs/performance.md).
+DEFAULT_WS_PROTOCOL: Literal["websockets-sansio"] = "websockets-sansio"
+
+
 class Settings(BaseSettings):
     """Every setting Larder reads. See the configuration table in README.md."""
 
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     # permessage-deflate: browsers always offer it; accepting it costs ~40 KB of zlib state
     # per connection (measured: 39 -> 81 KB per idle subscription) and CPU per frame.
     ws_per_message_deflate: bool = False
+    # uvicorn's WebSocket protocol implementation; compared in docs/performance.md
+    # (`bench/ws_stack.py`). wsproto needs `pip install wsproto`.
+    ws_protocol: Literal["websockets-sansio", "websockets", "wsproto"] = DEFAULT_WS_PROTOCOL
 
     # Limits on what one request may ask for
     max_query_depth: int = Field(default=12, ge=2, le=100)

@@ -242,9 +242,11 @@ class Bench:
         return env
 
     @contextlib.contextmanager
-    def larder(self, db_name: str = "larder_bench") -> Iterator[System]:
+    def larder(self, db_name: str = "larder_bench", **settings: str) -> Iterator[System]:
+        """`serve` in production mode; `settings` are extra environment variables."""
         cmd = [sys.executable, "-m", "app", "serve"]  # PORT from the environment
-        with self._running("Larder", cmd, self.larder_env(db_name), "/readyz") as system:
+        env = {**self.larder_env(db_name), **settings}
+        with self._running("Larder", cmd, env, "/readyz") as system:
             yield system
 
     @contextlib.contextmanager

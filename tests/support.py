@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from app.auth.keys import KeyType, generate_private_key, key_id
 from app.auth.tokens import mint_token
-from app.server import WS_PROTOCOL
+from app.settings import DEFAULT_WS_PROTOCOL
 
 
 @dataclass
@@ -54,7 +54,7 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", ws_ping_interval=None, ws=WS_PROTOCOL
+            app, log_level="warning", lifespan="on", ws_ping_interval=None, ws=DEFAULT_WS_PROTOCOL
         )
         config.load()
         self.server = uvicorn.Server(config)
