@@ -20,7 +20,9 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def killed_with_parent() -> None:
-    """`die_with_parent(SIGKILL)`, for the embedded database: its SIGTERM shutdown was seen to
-    hang for over 30 s on a loaded machine, keeping the data directory locked. SIGKILL is
-    safe for it: it fsyncs every commit and recovers on the next start (tests/test_crash.py)."""
+    """`die_with_parent(SIGKILL)`, for the embedded database. Its main thread waits in
+    `Event.wait()`, so a SIGTERM the kernel hands to another of its threads is never acted on:
+    once a daemon outlived its killed server, still serving and holding the data directory.
+    SIGKILL needs no handler, and is safe for it: it fsyncs every commit and recovers on the
+    next start (tests/test_crash.py)."""
     die_with_parent(signal.SIGKILL)
