@@ -20,9 +20,10 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def killed_with_parent() -> None:
-    """`die_with_parent(SIGKILL)`, for the embedded database. Its main thread waits in
-    `Event.wait()`, so a SIGTERM the kernel hands to another of its threads is never acted on:
-    once a daemon outlived its killed server, still serving and holding the data directory.
+    """`die_with_parent(SIGKILL)`, for the embedded database. Once a daemon outlived its
+    killed server, still serving and holding the data directory, and exited at once on a
+    later SIGTERM (likely: its main thread blocks in `Event.wait()` and the parent-death
+    SIGTERM reached another thread, so its Python handler never ran).
     SIGKILL needs no handler, and is safe for it: it fsyncs every commit and recovers on the
     next start (tests/test_crash.py)."""
     die_with_parent(signal.SIGKILL)
