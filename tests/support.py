@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from starlette.types import ASGIApp
 
 from app.auth.keys import KeyType, generate_private_key, key_id
 from app.auth.tokens import mint_token
-from app.settings import DEFAULT_WS_PROTOCOL
+from app.main import create_app
+from app.settings import DEFAULT_WS_PROTOCOL, Settings
 
 
 @dataclass
@@ -75,6 +77,17 @@ class LiveServer:
     async def stop(self) -> None:
         self.server.should_exit = True
         await self.server.shutdown(sockets=[self.sock])
+
+
+@asynccontextmanager
+async def serving(settings: Settings, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """A real server for `settings` with some of them changed, for as long as the block."""
+    live = LiveServer(create_app(settings.model_copy(update=overrides)))
+    await live.start()
+    try:
+        yield live
+    finally:
+        await live.stop()
 
 
 class Api:

@@ -12,7 +12,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import DELETE, UPSERT, Api, KeyPair, LiveServer, create
+from tests.support import DELETE, UPSERT, Api, KeyPair, LiveServer, create, serving
 from tests.wsclient import CHANGES, LEGACY, TRANSPORT, GraphQLWS, StuckClient
 
 
@@ -124,10 +124,8 @@ async def test_socket_is_closed_when_the_token_expires(
 
 @pytest.fixture
 async def chatty_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
-    live = LiveServer(create_app(settings.model_copy(update={"ws_keepalive_seconds": 0.2})))
-    await live.start()
-    yield live
-    await live.stop()
+    async with serving(settings, ws_keepalive_seconds=0.2) as live:
+        yield live
 
 
 @pytest.mark.parametrize(("protocol", "keepalive"), [(TRANSPORT, "ping"), (LEGACY, "ka")])
@@ -438,10 +436,8 @@ def _fanout(server: LiveServer) -> Any:
 
 @pytest.fixture
 async def per_subscriber_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
-    live = LiveServer(create_app(settings.model_copy(update={"ws_grouped_fanout": False})))
-    await live.start()
-    yield live
-    await live.stop()
+    async with serving(settings, ws_grouped_fanout=False) as live:
+        yield live
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])

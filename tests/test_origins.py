@@ -16,9 +16,8 @@ import pytest
 from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus
 
-from app.main import create_app
 from app.settings import Settings
-from tests.support import Api, KeyPair, LiveServer, create
+from tests.support import Api, KeyPair, LiveServer, create, serving
 from tests.wsclient import CHANGES, LEGACY, TRANSPORT, GraphQLWS
 
 APP_ORIGIN = "http://app.example.test:5173"
@@ -27,10 +26,8 @@ OTHER_ORIGIN = "http://evil.example.test"
 
 @pytest.fixture
 async def cross_origin_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
-    live = LiveServer(create_app(settings.model_copy(update={"cors_origins": APP_ORIGIN})))
-    await live.start()
-    yield live
-    await live.stop()
+    async with serving(settings, cors_origins=APP_ORIGIN) as live:
+        yield live
 
 
 def auth(keys: KeyPair, user: str = "alice") -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import DELETE, UPSERT, Api, KeyPair, LiveServer, create
+from tests.support import DELETE, UPSERT, Api, KeyPair, LiveServer, create, serving
 from tests.wsclient import GraphQLWS
 
 FIELDS = """id title description ingredients { name quantity unit note } steps tags servings
@@ -351,10 +351,8 @@ async def test_stream_with_an_invalid_headers_token_is_refused(
 async def short_retention(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
     from datetime import timedelta
 
-    live = LiveServer(create_app(settings.model_copy(update={"tombstone_retention": timedelta(0)})))
-    await live.start()
-    yield live
-    await live.stop()
+    async with serving(settings, tombstone_retention=timedelta(0)) as live:
+        yield live
 
 
 async def test_tombstones_are_purged_and_only_checkpoints_that_missed_them_must_resync(

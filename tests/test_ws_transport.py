@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.main import create_app
 from app.settings import Settings
 from tests.processes import ServerProcess
-from tests.support import UPSERT, KeyPair, LiveServer
+from tests.support import UPSERT, KeyPair, LiveServer, serving
 from tests.wsclient import GraphQLWS
 
 LIMIT = 4096
@@ -21,10 +20,8 @@ LIMIT = 4096
 
 @pytest.fixture
 async def small(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
-    live = LiveServer(create_app(settings.model_copy(update={"max_body_bytes": LIMIT})))
-    await live.start()
-    yield live
-    await live.stop()
+    async with serving(settings, max_body_bytes=LIMIT) as live:
+        yield live
 
 
 def mutation(description: str) -> dict[str, Any]:
