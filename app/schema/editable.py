@@ -6,6 +6,9 @@
 Python type (nested models become their GraphQL types, user ids become `ID` outside sync
 documents, inputs are optional), the name and description from the declaration.
 `output_values` and `editable_values` convert the values between the stored and GraphQL forms.
+`@built_from_input` lets Strawberry build such an input straight from the value graphql-core
+has already coerced (no input object per field and per ingredient): the editable fields then
+hold their stored form, which `editable_values` passes through.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import dataclasses
 import functools
 import inspect
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import strawberry
 from pydantic import BaseModel
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from app.models import fields as declared
 from app.models.fields import EDITABLE, EditableField
@@ -162,4 +167,118 @@ def _plain(value: Any) -> Any:
             for f in dataclasses.fields(value)
             if getattr(value, f.name) is not strawberry.UNSET
         }
+    return value
+
+
+def built_from_input(cls: type[T]) -> type[T]:
+    """Build instances of this Strawberry input (one made with `editable_fields`) without
+    Strawberry's generic argument conversion, which instantiates an input object for it and
+    for every nested input (each ingredient) only for `editable_values` to turn them back
+    into plain values: about 0.2 ms of the ~1.4 ms of server CPU per upsert, measured.
+
+    graphql-core has already validated and coerced the value (types, required fields, enum
+    names to their values), so each editable field takes its stored form directly: scalars as
+    they are, enums by value, nested inputs as dicts by stored name without the fields the
+    client left out. The other fields (id, versions, ...) are converted as Strawberry would.
+    A field the client left out keeps its default (UNSET); an explicit null stays None.
+    """
+    definition = get_object_definition(cls, strict=True)
+    editable = {f.name: f.annotation for f in EDITABLE}
+    defaults = {
+        field.python_name: field.default
+        for field in definition.fields
+        if field.default is not dataclasses.MISSING
+    }
+    plans: dict[int, list[tuple[str, str, Any, Any]]] = {}
+
+    def plan(context: InputContext) -> list[tuple[str, str, Any, Any]]:
+        """(GraphQL name, Python name, stored type, Strawberry type) per field; the stored
+        type is None for a field Strawberry converts."""
+        found = plans.get(id(context.config))
+        if found is None:
+            names = context.config.name_converter
+            found = [
+                (
+                    names.from_field(field),
+                    field.python_name,
+                    editable.get(field.python_name),
+                    field.resolve_type(type_definition=definition),
+                )
+                for field in definition.fields
+            ]
+            plans[id(context.config)] = found
+        return found
+
+    def from_input(target: type, value: Mapping[str, Any], context: InputContext) -> Any:
+        instance: Any = object.__new__(target)
+        fields = instance.__dict__
+        fields.update(defaults)
+        for graphql_name, python_name, stored_type, field_type in plan(context):
+            if graphql_name in value:
+                sent = value[graphql_name]
+                fields[python_name] = (
+                    context.convert(sent, field_type, graphql_name)
+                    if stored_type is None
+                    else _stored(sent, stored_type, context)
+                )
+        return instance
+
+    definition.from_input = from_input
+    return cls
+
+
+Convert = Callable[[Any], Any]
+_CONVERTERS: dict[tuple[Any, int], Convert] = {}
+
+
+def _stored(value: Any, python_type: Any, context: InputContext) -> Any:
+    """A coerced GraphQL input value in its stored form (see `built_from_input`)."""
+    return _converter(python_type, context)(value)
+
+
+def _converter(python_type: Any, context: InputContext) -> Convert:
+    """The conversion of a coerced GraphQL value of `python_type` to its stored form, built
+    once per type (and schema configuration, which decides the GraphQL field names)."""
+    key = (python_type, id(context.config))
+    found = _CONVERTERS.get(key)
+    if found is None:
+        found = _build_converter(python_type, context)
+        _CONVERTERS[key] = found
+    return found
+
+
+def _build_converter(python_type: Any, context: InputContext) -> Convert:
+    origin = get_origin(python_type)
+    if origin is list:
+        (item_type,) = get_args(python_type)
+        item = _converter(item_type, context)
+        return lambda value: None if value is None else [item(v) for v in value]
+    if origin in (Union, UnionType):
+        (inner,) = [a for a in get_args(python_type) if a is not type(None)]
+        return _converter(inner, context)
+    if python_type in _VALUE_TYPES:
+        _, input_type = _VALUE_TYPES[python_type]
+        fields = [
+            (
+                context.config.name_converter.from_field(field),
+                field.python_name,
+                _converter(python_type.model_fields[field.python_name].annotation, context),
+            )
+            for field in get_object_definition(input_type, strict=True).fields
+        ]
+
+        def nested(value: Any) -> Any:
+            if value is None:
+                return None
+            return {
+                python_name: convert(value[graphql_name])
+                for graphql_name, python_name, convert in fields
+                if graphql_name in value
+            }
+
+        return nested
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from app.schema.editable import INPUT, editable_fields
+from app.schema.editable import INPUT, built_from_input, editable_fields
 
 
 @strawberry.input
@@ -17,6 +17,7 @@ class RecipeFilter:
     updated_since: datetime | None = strawberry.UNSET
 
 
+@built_from_input
 @strawberry.input
 @editable_fields(INPUT, after="expected_version")
 class RecipeInput:

@@ -20,6 +20,7 @@ from app.schema.editable import (
     PATCH,
     SYNC_INPUT,
     SYNC_OUTPUT,
+    built_from_input,
     editable_fields,
     editable_values,
     output_values,
@@ -73,6 +74,7 @@ class RecipeInputCheckpoint:
     updated_at: float
 
 
+@built_from_input
 @strawberry.input(
     description="A document as the client has it. Server-owned fields "
     "(ownerId, version, updatedAt) are read for conflict detection only."
@@ -97,6 +99,7 @@ class RecipeInputHeaders:
     authorization: str | None = strawberry.UNSET
 
 
+@built_from_input
 @strawberry.input(description="Every editable field, all optional: only those sent change.")
 @editable_fields(PATCH)
 class RecipePatch:
