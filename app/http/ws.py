@@ -182,7 +182,7 @@ class _Session:
 
     def _acknowledged(self) -> None:
         """After connection_ack: the session keeps its principal, not the credentials it
-        came with (Larder's resolvers read neither, and a token is ~1 KB per connection)."""
+        came with (no resolver reads `connection_params`; a token is ~0.8 KB a connection)."""
         self.context.connection_params = None
 
     def _release(self, op_id: str) -> Subscriber | None:
