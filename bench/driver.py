@@ -242,9 +242,12 @@ class Bench:
         return env
 
     @contextlib.contextmanager
-    def larder(self, db_name: str = "larder_bench", **settings: str) -> Iterator[System]:
-        """`serve` in production mode; `settings` are extra environment variables."""
-        cmd = [sys.executable, "-m", "app", "serve"]  # PORT from the environment
+    def larder(
+        self, db_name: str = "larder_bench", cmd: list[str] | None = None, **settings: str
+    ) -> Iterator[System]:
+        """`serve` in production mode (or `cmd`, which must serve Larder's app on $PORT);
+        `settings` are extra environment variables."""
+        cmd = cmd or [sys.executable, "-m", "app", "serve"]  # PORT from the environment
         env = {**self.larder_env(db_name), **settings}
         with self._running("Larder", cmd, env, "/readyz") as system:
             yield system

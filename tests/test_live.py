@@ -55,6 +55,33 @@ async def test_create_update_delete_are_pushed_in_order(
     await ws.close()
 
 
+@pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])
+async def test_a_stopped_subscription_ends_and_its_id_can_be_reused(
+    api: Api, server: LiveServer, runtime: Any, rsa_keys: KeyPair, protocol: str
+) -> None:
+    ws = await subscribe(server, runtime, rsa_keys, protocol=protocol)
+    await create(api, title="Before")
+    assert (await ws.next_data())["recipeChanged"]["recipe"]["title"] == "Before"
+    await ws.send({"id": "1", "type": "complete" if protocol == TRANSPORT else "stop"})
+    await asyncio.wait_for(runtime.hub.wait_for_subscribers(0), 10)
+    if protocol == LEGACY:  # the legacy protocol completes a stopped operation
+        assert await ws.receive() == {"type": "complete", "id": "1"}
+    await ws.send(
+        {
+            "id": "1",
+            "type": "subscribe" if protocol == TRANSPORT else "start",
+            "payload": {"query": CHANGES},
+        }
+    )
+    await asyncio.wait_for(runtime.hub.wait_for_subscribers(1), 10)
+    await create(api, title="After")
+    message = await ws.receive()
+    assert message["id"] == "1", message
+    assert message["payload"]["data"]["recipeChanged"]["recipe"]["title"] == "After"
+    await ws.close()
+    await asyncio.wait_for(runtime.hub.wait_for_subscribers(0), 10)
+
+
 TOKEN_FORMS: dict[str, Callable[[str], dict[str, Any]]] = {
     "rxdb-headers": lambda t: {"payload": {"headers": {"Authorization": f"Bearer {t}"}}},
     "capitalised": lambda t: {"payload": {"Authorization": f"Bearer {t}"}},

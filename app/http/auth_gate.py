@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -47,14 +49,19 @@ class AuthGate:
         self.verifier = verifier
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http" and not is_ide_request(scope):
-            try:
-                token = bearer_token(Headers(scope=scope).get("authorization"))
-                principal = await self.verifier.verify(token)
-            except AuthError as error:
-                self.metrics.auth_failures.labels(error.reason, "http").inc()
-                await unauthenticated(error)(scope, receive, send)
-                return
-            scope.setdefault("state", {})["principal"] = principal
+            return self._http(scope, receive, send)
+        # No coroutine frame of ours stays on a WebSocket's call stack.
+        return self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            token = bearer_token(Headers(scope=scope).get("authorization"))
+            principal = await self.verifier.verify(token)
+        except AuthError as error:
+            self.metrics.auth_failures.labels(error.reason, "http").inc()
+            await unauthenticated(error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

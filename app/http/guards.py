@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,10 +26,14 @@ class ReadyGate:
         self.app = app
         self.is_ready = is_ready
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine when passing through: a WebSocket keeps the ASGI call stack alive
+        # for its whole life, and each coroutine frame in it costs memory per connection.
         if self.is_ready() or scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             # Accept, then close with 1013 so clients see a retryable code (a close before
             # the accept reaches them as an HTTP 403 to the upgrade).
@@ -60,13 +64,15 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-            return
+            guard = _BoundedSocket(receive, send, self.max_bytes)
+            return self.app(scope, guard.receive, guard.send)
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         too_large = graphql_error(
             413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {self.max_bytes} bytes"
@@ -92,41 +98,49 @@ class BodyLimit:
             if not tracked.started:
                 await too_large(scope, receive, send)
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        closed = False
 
-        async def bounded_receive() -> Message:
-            nonlocal closed
-            message = await receive()
-            if message["type"] == "websocket.receive" and self._too_large(message):
-                closed = True
-                await send(
-                    {
-                        "type": "websocket.close",
-                        "code": CLOSE_MESSAGE_TOO_BIG,
-                        "reason": f"Message larger than {self.max_bytes} bytes",
-                    }
-                )
-                return {"type": "websocket.disconnect", "code": CLOSE_MESSAGE_TOO_BIG}
-            return message
+CLOSE_MESSAGE_TOO_BIG = 1009
 
-        async def guarded_send(message: Message) -> None:
-            if not closed:  # after our close, the session's own goodbyes go nowhere
-                await send(message)
 
-        await self.app(scope, bounded_receive, guarded_send)
+class _BoundedSocket:
+    """A WebSocket's receive and send with BodyLimit's bound: a message over `max_bytes`
+    closes the socket with 1009 (a slotted object: its bound methods cost less per connection
+    than closures over a coroutine frame)."""
+
+    __slots__ = ("_closed", "_max_bytes", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send, max_bytes: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._max_bytes = max_bytes
+        self._closed = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "websocket.receive" and self._too_large(message):
+            self._closed = True
+            await self._send(
+                {
+                    "type": "websocket.close",
+                    "code": CLOSE_MESSAGE_TOO_BIG,
+                    "reason": f"Message larger than {self._max_bytes} bytes",
+                }
+            )
+            return {"type": "websocket.disconnect", "code": CLOSE_MESSAGE_TOO_BIG}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self._closed:  # after our close, the session's own goodbyes go nowhere
+            await self._send(message)
 
     def _too_large(self, message: Message) -> bool:
         text = message.get("text")
         if text is not None:
             # A character is 1-4 bytes in UTF-8: encode only when the count cannot decide.
-            if len(text) * 4 <= self.max_bytes:
+            if len(text) * 4 <= self._max_bytes:
                 return False
-            return len(text) > self.max_bytes or len(text.encode()) > self.max_bytes
-        return len(message.get("bytes") or b"") > self.max_bytes
-
-
-CLOSE_MESSAGE_TOO_BIG = 1009
+            return len(text) > self._max_bytes or len(text.encode()) > self._max_bytes
+        return len(message.get("bytes") or b"") > self._max_bytes
 
 
 class _TooLarge(Exception):
@@ -154,10 +168,12 @@ class TimeLimit:
         self.app = app
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracked = _TrackedSend(send)
         try:
             async with asyncio.timeout(self.seconds):

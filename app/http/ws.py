@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from graphql import GraphQLError
@@ -31,7 +31,7 @@ from app.auth.principal import Principal
 from app.auth.verifier import AuthError, TokenVerifier, bearer_token
 from app.metrics import Metrics
 from app.ratelimit import TokenBuckets, retry_after_header
-from app.realtime.hub import Mailbox
+from app.realtime.hub import Mailbox, SubscriptionEnded
 from app.schema.context import Context
 from app.schema.fanout import Fanout, Plan, Subscriber, error_entry
 from app.schema.fanout_fields import prepare
@@ -120,6 +120,14 @@ class _Session:
     keepalive_message: dict[str, str]
     data_type: str
 
+    # Per connection, so kept lean: class-level defaults until a value is needed.
+    _principal: Principal | None = None
+    _subscribers: dict[str, Subscriber] | None = None  # fan-out subscriptions by operation id
+    _timer: asyncio.TimerHandle | None = None
+    _next_ping = 0.0
+    _deadline: float | None = None
+    _timer_task: asyncio.Task[None] | None = None  # a keep-alive or the expiry close, sending
+
     def _plan(self, payload: Any) -> Plan | None:
         query = payload.get("query") if isinstance(payload, Mapping) else None
         if not isinstance(query, str) or self.view.fanout is None:
@@ -128,18 +136,16 @@ class _Session:
         plan: Plan | None = self.view.planner.plan(query, name if isinstance(name, str) else None)
         return plan
 
-    async def _finish(self, op_id: str, operation: Any) -> None:
-        raise NotImplementedError
-
-    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
+    async def _fail(self, op_id: str, error: dict[str, Any]) -> None:
         """End an operation with an `error` message (clients such as RxDB recover from it by
         resubscribing; a `next` carrying errors looks like data to them)."""
         raise NotImplementedError
 
-    async def _run_fanout(self, op_id: str, plan: Plan, variables: Any, operation: Any) -> None:
-        """One subscription served by the grouped fan-out, until it ends or is cancelled."""
+    async def _start_fanout(self, op_id: str, plan: Plan, variables: Any) -> None:
+        """The operation's task: register one subscription with the grouped fan-out. The task
+        ends there; the subscriber sends from a task of its own only while it has something
+        to send, and the protocol's cleanup (stop, closing socket) removes it."""
         fanout: Fanout = self.view.fanout
-        envelope = f'{{"id":{json.dumps(op_id)},"type":"{self.data_type}","payload":'
         try:
             key, group, classify = await prepare(
                 fanout.schema,
@@ -148,39 +154,57 @@ class _Session:
                 self.context,
             )
         except GraphQLError as error:
-            await self._fail(op_id, operation, error_entry(error))
+            await self._fail(op_id, error_entry(error))
             return
         except Exception:
             log.exception("could not start a subscription")
-            await self._fail(op_id, operation, error_entry(GraphQLError("Internal server error")))
+            await self._fail(op_id, error_entry(GraphQLError("Internal server error")))
             return
-        stats = fanout.hub.stats
-
-        def delivered() -> None:
-            stats.delivered += 1
-
         subscriber = Subscriber(
             op_id=op_id,
+            key=key,
             classify=classify,
             send=self.websocket.ws.send_text,
-            envelope=envelope,
+            envelope=f'{{"id":{json.dumps(op_id)},"type":"{self.data_type}","payload":',
             mailbox=Mailbox(fanout.hub.queue_limit),
-            on_delivered=delivered,
+            stats=fanout.hub.stats,
+            owner=self,
         )
+        if self._subscribers is None:
+            self._subscribers = {}
+        # From here the protocol's cleanup of `op_id` removes it, even mid-`add`.
+        self._subscribers[op_id] = subscriber
         await fanout.add(key, group, subscriber, replay=plan.field == "streamRecipe")
-        try:
-            ended = await subscriber.run()
-            await self._fail(op_id, operation, error_entry(ended))
-        except asyncio.CancelledError:
-            if operation is None:  # legacy protocol: a stopped operation is completed
-                with contextlib.suppress(Exception):
-                    await self._finish(op_id, operation)
-            raise
-        finally:
-            await fanout.remove(key, subscriber)
+        self._started(op_id)
 
-    _principal: Principal | None = None
-    _tasks: tuple[asyncio.Task[None], ...] = ()
+    def _started(self, op_id: str) -> None:
+        """The fan-out subscription `op_id` runs without its operation task from now on."""
+
+    def _acknowledged(self) -> None:
+        """After connection_ack: the session keeps its principal, not the credentials it
+        came with (no resolver reads `connection_params`; a token is ~0.8 KB a connection)."""
+        self.context.connection_params = None
+
+    def _release(self, op_id: str) -> Subscriber | None:
+        """Forget the fan-out subscription of `op_id` (None if there is none)."""
+        if self._subscribers is None:
+            return None
+        subscriber = self._subscribers.pop(op_id, None)
+        if not self._subscribers:
+            self._subscribers = None
+        return subscriber
+
+    async def _remove(self, subscriber: Subscriber) -> None:
+        subscriber.stop()
+        await self.view.fanout.remove(subscriber.key, subscriber)
+
+    async def subscription_ended(self, subscriber: Subscriber, error: SubscriptionEnded) -> None:
+        """The hub ended a fan-out subscription (overflow, feed reset): tell the client."""
+        if self._subscribers is None or self._subscribers.get(subscriber.op_id) is not subscriber:
+            return  # already stopped by the client or the closing socket
+        self._release(subscriber.op_id)
+        await self._remove(subscriber)
+        await self._fail(subscriber.op_id, error_entry(error))
 
     async def _open_session(self, payload: Any) -> bool:
         config: SessionConfig = self.view.session_config
@@ -217,15 +241,16 @@ class _Session:
         self._principal = principal
         self.context.principal = principal
         config.sessions.add(self)
-        self._tasks = (
-            asyncio.create_task(self._tick(config.keepalive_seconds, principal.expires_at)),
-        )
+        self._start_timer(config.keepalive_seconds, principal.expires_at)
         return True
 
     async def _close_session(self) -> None:
-        for task in self._tasks:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._timer_task
+        if task is not None:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         config: SessionConfig = self.view.session_config
@@ -234,22 +259,55 @@ class _Session:
             config.limiter.release(self._principal.id)
             self._principal = None
 
-    async def _tick(self, interval: float, expires_at: float | None) -> None:
-        """Keep-alives every `interval`, and the close at token expiry: one task per
-        connection (idle connections are most of a server's memory)."""
-        next_ping = time.monotonic() + interval
-        deadline = None if expires_at is None else time.monotonic() + expires_at - time.time()
+    # Keep-alives every `keepalive_seconds`, and the close at token expiry: one timer handle
+    # per connection, and a task only while a keep-alive or the close is being sent (a
+    # sleeping task per connection costs several times the handle).
+
+    def _start_timer(self, interval: float, expires_at: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._next_ping = now + interval
+        if expires_at is not None:
+            self._deadline = now + expires_at - time.time()
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        wake = self._next_ping if self._deadline is None else min(self._next_ping, self._deadline)
+        self._timer = loop.call_at(wake, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._principal is None:
+            return  # the session closed
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._deadline is not None and now >= self._deadline:
+            self._run_timer_task(self._expire())
+            return
+        if now >= self._next_ping:
+            self._next_ping = now + self.view.session_config.keepalive_seconds
+            if self._timer_task is None:  # else the last keep-alive is still being sent
+                self._run_timer_task(self._ping())
+        self._arm(loop)
+
+    def _run_timer_task(self, sending: Coroutine[Any, Any, None]) -> None:
+        previous = self._timer_task
+        if previous is not None:
+            previous.cancel()  # the expiry close goes ahead of a stuck keep-alive
+        self._timer_task = asyncio.get_running_loop().create_task(sending)
+
+    async def _ping(self) -> None:
+        try:
+            await self.websocket.send_json(self.keepalive_message)
+        except Exception:  # the socket is gone: the protocol handler's cleanup follows
+            pass
+        finally:
+            if self._timer_task is asyncio.current_task():
+                self._timer_task = None
+
+    async def _expire(self) -> None:
         with contextlib.suppress(Exception):
-            while True:
-                wake = next_ping if deadline is None else min(next_ping, deadline)
-                await asyncio.sleep(max(0.0, wake - time.monotonic()))
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
-                    return
-                if now >= next_ping:
-                    await self.websocket.send_json(self.keepalive_message)
-                    next_ping = now + interval
+            await self.websocket.close(CLOSE_TOKEN_EXPIRED, "Token expired")
 
 
 class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None]):
@@ -282,15 +340,33 @@ class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None])
             self, op_id, payload["query"], payload.get("variables"), payload.get("operationName")
         )
         operation.task = asyncio.create_task(
-            self._run_fanout(op_id, plan, payload.get("variables"), operation)
+            self._start_fanout(op_id, plan, payload.get("variables"))
         )
         self.operations[op_id] = operation
 
-    async def _finish(self, op_id: str, operation: Any) -> None:
-        await operation.send_operation_message({"id": op_id, "type": "complete"})
+    async def _fail(self, op_id: str, error: dict[str, Any]) -> None:
+        operation: Any = self.operations.get(op_id)  # its messages are TypedDicts
+        if operation is not None:
+            await operation.send_operation_message(
+                {"id": op_id, "type": "error", "payload": [error]}
+            )
 
-    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
-        await operation.send_operation_message({"id": op_id, "type": "error", "payload": [error]})
+    def _started(self, op_id: str) -> None:
+        operation = self.operations.get(op_id)
+        if operation is not None:
+            operation.task = None  # finished: no need to keep it (and its coroutine) around
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        """A `complete` from the client, or the socket closing: also ends a fan-out
+        subscription (which has no operation task once started)."""
+        subscriber = self._release(operation_id)
+        operation = self.operations.get(operation_id)
+        if operation is not None and operation.task is None:
+            del self.operations[operation_id]
+        else:
+            await super().cleanup_operation(operation_id)
+        if subscriber is not None:
+            await self._remove(subscriber)
 
     async def handle(self) -> None:
         try:
@@ -307,6 +383,11 @@ class TransportWSHandler(_Session, BaseGraphQLTransportWSHandler[Context, None])
                 self.connection_init_timeout_task.cancel()
             return
         await super().handle_connection_init(message)
+        # Strawberry cancels its init-timeout task here but keeps it (with its CancelledError
+        # and traceback) for the connection's life; nothing needs it any more.
+        self.connection_init_timeout_task = None
+        if self.connection_acknowledged:
+            self._acknowledged()
 
 
 class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
@@ -331,16 +412,22 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
             )
             return
         self.tasks[op_id] = asyncio.create_task(
-            self._run_fanout(op_id, plan, payload.get("variables"), None)
+            self._start_fanout(op_id, plan, payload.get("variables"))
         )
 
-    async def _finish(self, op_id: str, operation: Any) -> None:
+    async def _fail(self, op_id: str, error: dict[str, Any]) -> None:
+        await self.websocket.send_json({"type": "error", "id": op_id, "payload": error})
         await self.send_message({"type": "complete", "id": op_id})
         self.tasks.pop(op_id, None)
 
-    async def _fail(self, op_id: str, operation: Any, error: dict[str, Any]) -> None:
-        await self.websocket.send_json({"type": "error", "id": op_id, "payload": error})
-        await self._finish(op_id, operation)
+    async def cleanup_operation(self, operation_id: str) -> None:
+        """`stop`, or the socket closing: a stopped fan-out subscription is completed."""
+        subscriber = self._release(operation_id)
+        await super().cleanup_operation(operation_id)
+        if subscriber is not None:
+            await self._remove(subscriber)
+            with contextlib.suppress(Exception):
+                await self.send_message({"type": "complete", "id": operation_id})
 
     async def handle(self) -> None:
         # The legacy protocol has no init timeout of its own: give it graphql-ws's (4408).
@@ -364,3 +451,5 @@ class LegacyWSHandler(_Session, BaseGraphQLWSHandler[Context, None]):
             return
         if await self._open_session(message.get("payload")):
             await super().handle_connection_init(message)
+            if self.connection_acknowledged:
+                self._acknowledged()

@@ -44,13 +44,16 @@ class HubStats:
 
 class Mailbox(Generic[T]):
     """A bounded queue drained by one consumer. Overflowing it ends it (SubscriberOverflow):
-    its items are dropped and the consumer is told to refetch."""
+    its items are dropped and the consumer is told to refetch.
+
+    An idle mailbox holds no buffer (an empty deque allocates ~600 bytes, and most of a
+    server's mailboxes are empty most of the time): one exists only while items wait."""
 
     __slots__ = ("_error", "_items", "_limit", "_waiter")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._items: deque[T] = deque()
+        self._items: deque[T] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._error: SubscriptionEnded | None = None
 
@@ -58,11 +61,18 @@ class Mailbox(Generic[T]):
     def limit(self) -> int:
         return self._limit
 
+    @property
+    def error(self) -> SubscriptionEnded | None:
+        """Why the mailbox ended; None while it is open."""
+        return self._error
+
     def put(self, item: T) -> bool:
         """Queue `item`; False if this overflowed (and so ended) the mailbox."""
         if self._error is not None:
             return True
-        if len(self._items) >= self._limit:
+        if self._items is None:
+            self._items = deque()
+        elif len(self._items) >= self._limit:
             self.end(
                 SubscriberOverflow(
                     f"Subscriber fell more than {self._limit} changes behind; "
@@ -76,18 +86,32 @@ class Mailbox(Generic[T]):
 
     def end(self, error: SubscriptionEnded) -> None:
         self._error = error
-        self._items.clear()
+        self._items = None
         self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _pop(self) -> T:
+        assert self._items
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
+
+    def take_one(self) -> T | None:
+        """The next item, or None if nothing is queued or the mailbox ended; never waits
+        (for mailboxes whose items are never None)."""
+        if self._items is None or self._error is not None:
+            return None
+        return self._pop()
+
     def take_ready(self, limit: int = 100) -> list[T]:
         """Everything already queued (up to `limit`), without waiting."""
         taken: list[T] = []
         while self._items and len(taken) < limit and self._error is None:
-            taken.append(self._items.popleft())
+            taken.append(self._pop())
         return taken
 
     async def get(self) -> T:
@@ -96,7 +120,7 @@ class Mailbox(Generic[T]):
             if self._error is not None:
                 raise self._error
             if self._items:
-                return self._items.popleft()
+                return self._pop()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

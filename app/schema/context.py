@@ -43,7 +43,7 @@ class AppServices:
     authenticate: Callable[[str], Awaitable[Principal]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None

@@ -8,9 +8,9 @@ serialised once per distinct answer in a group. Every subscriber with that answe
 same bytes (only the operation id in the envelope differs). Authorization stays per
 subscriber: the answer, not the group, decides what a viewer may see.
 
-Each subscriber keeps a bounded queue of ready-to-send messages drained by its own task, so a
-slow socket delays nobody and memory stays bounded (overflow ends the subscription with
-SUBSCRIPTION_OVERFLOW).
+Each subscriber keeps a bounded queue of ready-to-send messages, drained by a task of its own
+while there is something to send, so a slow socket delays nobody and memory stays bounded
+(overflow ends the subscription with SUBSCRIPTION_OVERFLOW).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import (
     DocumentNode,
@@ -37,7 +37,7 @@ from graphql import (
 )
 
 from app.realtime.events import RecipeEvent
-from app.realtime.hub import Hub, Mailbox, ResyncRequired, SubscriptionEnded
+from app.realtime.hub import Hub, HubStats, Mailbox, ResyncRequired, SubscriptionEnded
 
 log = logging.getLogger("larder.fanout")
 
@@ -86,30 +86,69 @@ class Planner:
         return Plan(field=name, document=document, operation_name=operation_name)
 
 
+class SubscriberOwner(Protocol):
+    """The session a subscriber belongs to: told when the hub ended the subscription
+    (overflow, feed reset, a failing filter), after its queue was sent."""
+
+    async def subscription_ended(self, subscriber: Subscriber, error: SubscriptionEnded) -> None:
+        """Send the error and forget the subscription."""
+
+
 @dataclass(eq=False, slots=True)
 class Subscriber:
+    """One fan-out subscription. While its queue is empty it has no task (idle subscriptions
+    are most of a server's memory): queuing a message, or ending it, starts a drain task that
+    sends what is queued and exits once the queue is empty. A slow socket only holds up its
+    own drain task."""
+
     op_id: str
+    key: tuple[Hashable, ...]
     classify: Classify
     send: Callable[[str], Awaitable[None]]
     envelope: str  # '{"id":"1","type":"next","payload":' (the closing brace is added)
     mailbox: Mailbox[str]
-    on_delivered: Callable[[], None]
+    stats: HubStats
+    owner: SubscriberOwner
+    _drain: asyncio.Task[None] | None = None
+    _done: bool = False
 
     def push(self, payload: str) -> bool:
-        return self.mailbox.put(f"{self.envelope}{payload}}}")
+        accepted = self.mailbox.put(f"{self.envelope}{payload}}}")
+        self._start()
+        return accepted
 
     def end(self, error: SubscriptionEnded) -> None:
         self.mailbox.end(error)
+        self._start()
 
-    async def run(self) -> SubscriptionEnded:
-        """Send queued messages until the subscription ends; returns why it ended."""
-        while True:
+    def stop(self) -> None:
+        """Send nothing more: the operation was stopped or its socket is closing."""
+        self._done = True
+        if self._drain is not None:
+            self._drain.cancel()
+
+    def _start(self) -> None:
+        if self._drain is None and not self._done:
+            self._drain = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while (message := self.mailbox.take_one()) is not None:
+                await self.send(message)
+                self.stats.delivered += 1
+        except Exception:
+            # The socket failed: its connection's cleanup removes this subscription.
+            self._done = True
+            return
+        finally:
+            self._drain = None
+        error = self.mailbox.error
+        if error is not None:
+            self._done = True
             try:
-                message = await self.mailbox.get()
-            except SubscriptionEnded as ended:
-                return ended
-            await self.send(message)
-            self.on_delivered()
+                await self.owner.subscription_ended(self, error)
+            except Exception:
+                log.exception("could not end a subscription")
 
 
 @dataclass(eq=False)
