@@ -211,6 +211,7 @@ class Bench:
         self.daemon_pid = self.db.process.pid
         private_path, self.public_key = write_key_pair(workdir / "keys", "rsa")
         self._private = load_private_pem(private_path)
+        self._viewers: list[str] = []
 
     @property
     def uri(self) -> str:
@@ -218,6 +219,12 @@ class Bench:
 
     def token(self, sub: str = USER) -> str:
         return "Bearer " + mint_token(self._private, sub=sub, ttl_seconds=6 * 3600)
+
+    def viewer_tokens(self, count: int) -> list[str]:
+        """Tokens of `count` distinct users (`viewer-0`...), minted once per run."""
+        while len(self._viewers) < count:
+            self._viewers.append(self.token(f"viewer-{len(self._viewers)}"))
+        return self._viewers[:count]
 
     def close(self) -> None:
         self.db.stop()
@@ -350,11 +357,11 @@ class Api:
 # ---------------------------------------------------------------------------- subscribers
 
 
-def _swarm_main(conn: Connection, url: str, token: str, deflate: bool) -> None:
-    asyncio.run(_swarm(conn, url, token, deflate))
+def _swarm_main(conn: Connection, url: str, deflate: bool) -> None:
+    asyncio.run(_swarm(conn, url, deflate))
 
 
-async def _swarm(conn: Connection, url: str, token: str, deflate: bool) -> None:  # noqa: PLR0915
+async def _swarm(conn: Connection, url: str, deflate: bool) -> None:  # noqa: PLR0915
     """The child process: sockets, one reader task each; commands from `conn`."""
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.typing import Subprotocol
@@ -385,7 +392,7 @@ async def _swarm(conn: Connection, url: str, token: str, deflate: bool) -> None:
                 elif kind != "pong":
                     errors.append(str(raw)[:200])
 
-    async def open_one(limit: asyncio.Semaphore) -> None:
+    async def open_one(limit: asyncio.Semaphore, token: str) -> None:
         async with limit:
             ws = await connect(
                 url,
@@ -422,7 +429,7 @@ async def _swarm(conn: Connection, url: str, token: str, deflate: bool) -> None:
         reply: Any = None
         if command == "open":
             limit = asyncio.Semaphore(50)
-            await asyncio.gather(*(open_one(limit) for _ in range(arg)))
+            await asyncio.gather(*(open_one(limit, token) for token in arg))
             reply = len(sockets)
         elif command == "mark":
             counts[:] = [0] * len(counts)
@@ -458,10 +465,10 @@ async def _swarm(conn: Connection, url: str, token: str, deflate: bool) -> None:
 class _Child:
     """One swarm process and its pipe."""
 
-    def __init__(self, url: str, token: str, deflate: bool) -> None:
+    def __init__(self, url: str, deflate: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        args = (child, url, token, deflate)
+        args = (child, url, deflate)
         self.process = context.Process(target=_swarm_main, args=args, daemon=True)
         self.process.start()
 
@@ -484,10 +491,15 @@ class Swarm:
     """WebSocket subscribers to recipeChanged, spread over `processes` child processes (so the
     writer's clock and the receivers share no event loop, and one client process does not cap
     what the server can deliver). Like browsers, they offer permessage-deflate unless
-    `deflate` is off; each server decides whether to accept it."""
+    `deflate` is off; each server decides whether to accept it. Socket i signs in with
+    `tokens[i % len(tokens)]`: one user per socket, as real subscribers are, so each server
+    checks each subscriber's permissions on its own."""
 
-    def __init__(self, system: System, token: str, deflate: bool, processes: int = 2) -> None:
-        self._children = [_Child(system.ws_url, token, deflate) for _ in range(processes)]
+    def __init__(
+        self, system: System, tokens: Sequence[str], deflate: bool, processes: int = 2
+    ) -> None:
+        self._children = [_Child(system.ws_url, deflate) for _ in range(processes)]
+        self._tokens = list(tokens)
         self.size = 0
 
     async def _all(self, command: str, args: Sequence[Any]) -> list[Any]:
@@ -495,9 +507,9 @@ class Swarm:
         return list(await asyncio.gather(*calls))
 
     async def open(self, count: int) -> None:
-        share, extra = divmod(count, len(self._children))
-        counts = [share + (i < extra) for i in range(len(self._children))]
-        self.size = sum(await self._all("open", counts))
+        tokens = [self._tokens[(self.size + i) % len(self._tokens)] for i in range(count)]
+        shares = [tokens[i :: len(self._children)] for i in range(len(self._children))]
+        self.size = sum(await self._all("open", shares))
 
     async def mark(self) -> None:
         """Forget what arrived so far: a measured phase starts."""
@@ -525,8 +537,9 @@ class Swarm:
 
 
 class Writer:
-    """Writes fan-out events: updates round-robin over a few recipes, each title carrying its
-    send time (`fanout <time.time()> <seq>`). One write in flight per recipe (CAS versions)."""
+    """Writes fan-out events: updates round-robin over a few PUBLIC recipes (every subscriber,
+    whoever signed in, may read them), each title carrying its send time
+    (`fanout <time.time()> <seq>`). One write in flight per recipe (CAS versions)."""
 
     def __init__(self, api: Api, recipes: int = 32) -> None:
         self.api = api
@@ -537,7 +550,8 @@ class Writer:
 
     async def setup(self) -> None:
         for i in range(self.count):
-            rid, version = await self.api.upsert(recipe_input(i, f"setup {i}"))
+            fields = {**recipe_input(i, f"setup {i}"), "visibility": "PUBLIC"}
+            rid, version = await self.api.upsert(fields)
             self.versions[rid] = version
             self.locks[rid] = asyncio.Lock()
 

@@ -1,5 +1,6 @@
-"""Fan-out: N WebSocket subscribers to recipeChanged (one per socket, a child process), writes
-at a steady rate; then saturation, stepping the write rate up.
+"""Fan-out: N WebSocket subscribers to recipeChanged (one per socket, each its own user, in
+child processes), writes of public recipes at a steady rate; then saturation, stepping the
+write rate up.
 
 Latency = arrival - the send time in the written title; missed = writes x subscribers -
 events received. Loop lag: the server runs as a subprocess and exposes nothing new, so it is
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.driver import Api, Swarm, System, Writer, percentile, probe, settle
@@ -41,6 +43,7 @@ class Fanout:
 async def run(
     system: System,
     token: str,
+    viewers: Sequence[str],
     *,
     subscribers: int,
     rate: float,
@@ -51,7 +54,7 @@ async def run(
 ) -> Fanout:
     api = Api(system, token)
     writer = Writer(api)
-    swarm = Swarm(system, token, deflate)
+    swarm = Swarm(system, viewers, deflate)
     try:
         await writer.setup()
         await swarm.open(subscribers)

@@ -9,6 +9,7 @@ server's one-time growth). With `writes`, the same sockets then get that many ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.driver import Api, Swarm, System, Writer, cpu_seconds, rss_kb, settle
@@ -35,6 +36,7 @@ async def run(
     token: str,
     sizes: list[int],
     *,
+    viewers: Sequence[str],
     deflate: bool = True,
     writes: int = 0,
     pid: int | None = None,
@@ -42,7 +44,7 @@ async def run(
     server = system.pid if pid is None else pid
     api = Api(system, token)
     writer = Writer(api, recipes=1)
-    swarm = Swarm(system, token, deflate)
+    swarm = Swarm(system, viewers, deflate)
     try:
         await writer.setup()
         for _ in range(20):

@@ -98,6 +98,7 @@ async def measure(
                     found[key]["fanout"] = await fanout.run(
                         system,
                         bench.token(),
+                        bench.viewer_tokens(sizes.subscribers),
                         subscribers=sizes.subscribers,
                         rate=sizes.rate,
                         seconds=sizes.seconds,
@@ -109,7 +110,11 @@ async def measure(
             progress(key, f"memory, {sizes.idle[-1]:,} idle subscriptions")
             with start() as system:
                 found[key]["memory"] = await memory.run(
-                    system, bench.token(), list(sizes.idle), deflate=deflate
+                    system,
+                    bench.token(),
+                    list(sizes.idle),
+                    viewers=bench.viewer_tokens(sizes.idle[-1]),
+                    deflate=deflate,
                 )
     if "sync" in only:
         progress("larder", f"initial sync of {sizes.recipes:,} recipes")

@@ -93,7 +93,15 @@ def _measure(
             pid = workers[0]
         token = bench.token()
         return asyncio.run(
-            memory.run(system, token, args.sizes, deflate=offer, writes=args.writes, pid=pid)
+            memory.run(
+                system,
+                token,
+                args.sizes,
+                viewers=bench.viewer_tokens(max(args.sizes)),
+                deflate=offer,
+                writes=args.writes,
+                pid=pid,
+            )
         )
 
 
