@@ -421,6 +421,23 @@ async def test_alike_subscribers_share_one_rendering(
         await ws.close()
 
 
+async def test_one_user_with_and_without_a_role_is_judged_apart(
+    api: Api, server: LiveServer, runtime: Any, rsa_keys: KeyPair
+) -> None:
+    """Subscribers share a classification only when viewer id, roles and filter all match."""
+    admin = await subscribe(server, runtime, rsa_keys, "alice", roles=("admin",))
+    plain = await subscribe(server, runtime, rsa_keys, "alice")
+    await create(api, user="bob", id="bobs", title="Private to bob")
+    await create(api, user="bob", id="open", title="For everyone", visibility="PUBLIC")
+    assert [(await admin.next_data())["recipeChanged"]["recipe"]["id"] for _ in range(2)] == [
+        "bobs",
+        "open",
+    ]
+    assert (await plain.next_data())["recipeChanged"]["recipe"]["id"] == "open"
+    await admin.close()
+    await plain.close()
+
+
 def _fanout(server: LiveServer) -> Any:
     from app.http.graphql_view import LarderGraphQL
 

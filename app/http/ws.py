@@ -141,7 +141,7 @@ class _Session:
         fanout: Fanout = self.view.fanout
         envelope = f'{{"id":{json.dumps(op_id)},"type":"{self.data_type}","payload":'
         try:
-            key, group, classify = await prepare(
+            key, group, classify, audience = await prepare(
                 fanout.schema,
                 plan,
                 variables if isinstance(variables, dict) else None,
@@ -162,6 +162,7 @@ class _Session:
         subscriber = Subscriber(
             op_id=op_id,
             classify=classify,
+            audience=audience,
             send=self.websocket.ws.send_text,
             envelope=envelope,
             mailbox=Mailbox(fanout.hub.queue_limit),
