@@ -413,6 +413,48 @@ async def test_slow_consumer_does_not_delay_a_fast_one(
     await fast.close()
 
 
+@pytest.fixture
+async def big_body_server(settings: Settings, mongo: Any) -> AsyncIterator[LiveServer]:
+    async with serving(settings, max_body_bytes=8_000_000) as live:
+        yield live
+
+
+async def test_a_client_that_pauses_reading_gets_every_change_in_order(
+    big_body_server: LiveServer, rsa_keys: KeyPair
+) -> None:
+    """A client that stops reading (its TCP window and the server's buffer fill up: ~20 MB
+    here) while its queue has room gets every change, in order, once it reads again."""
+    from tests.support import Api
+
+    server = big_body_server
+    runtime = server.app.state.runtime
+    paused = await asyncio.to_thread(
+        StuckClient,
+        server.port,
+        rsa_keys.token(sub="alice"),
+        "subscription { recipeChanged { version recipe { description steps } } }",
+    )
+    await asyncio.wait_for(runtime.hub.wait_for_subscribers(1), 10)
+    fast = await subscribe(server, runtime, rsa_keys)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        api = Api(http, rsa_keys)
+        big: dict[str, Any] = {"description": "d" * 10_000, "steps": ["s" * 5_000] * 200}
+        recipe = await create(api, title="v1", **big)  # ~1 MB per message
+        for version in range(1, 20):
+            await api.data(
+                UPSERT,
+                {"input": {"id": recipe["id"], "expectedVersion": version, "title": f"v{version}"}},
+            )
+        for version in range(1, 21):
+            assert (await fast.next_data(timeout=10))["recipeChanged"]["version"] == version
+    messages = await asyncio.to_thread(paused.read_messages, 20)
+    versions = [m["payload"]["data"]["recipeChanged"]["version"] for m in messages]
+    assert versions == list(range(1, 21))
+    assert runtime.hub.overflowed == 0
+    paused.close()
+    await fast.close()
+
+
 async def test_alike_subscribers_share_one_rendering(
     api: Api, server: LiveServer, runtime: Any, rsa_keys: KeyPair
 ) -> None:
@@ -446,6 +488,23 @@ async def test_alike_subscribers_share_one_rendering(
     assert view_fanout.renders - before == 3
     for ws in subscribers:
         await ws.close()
+
+
+async def test_one_user_with_and_without_a_role_is_judged_apart(
+    api: Api, server: LiveServer, runtime: Any, rsa_keys: KeyPair
+) -> None:
+    """Subscribers share a classification only when viewer id, roles and filter all match."""
+    admin = await subscribe(server, runtime, rsa_keys, "alice", roles=("admin",))
+    plain = await subscribe(server, runtime, rsa_keys, "alice")
+    await create(api, user="bob", id="bobs", title="Private to bob")
+    await create(api, user="bob", id="open", title="For everyone", visibility="PUBLIC")
+    assert [(await admin.next_data())["recipeChanged"]["recipe"]["id"] for _ in range(2)] == [
+        "bobs",
+        "open",
+    ]
+    assert (await plain.next_data())["recipeChanged"]["recipe"]["id"] == "open"
+    await admin.close()
+    await plain.close()
 
 
 def _fanout(server: LiveServer) -> Any:

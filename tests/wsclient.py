@@ -160,6 +160,10 @@ class StuckClient:
             self.protocol.receive_data(chunk)
             self._flush()  # pongs for protocol-level pings
 
+    def read_messages(self, count: int) -> list[dict[str, Any]]:
+        """Start reading again; the next `count` messages."""
+        return [self._read_message() for _ in range(count)]
+
     def drain_until_error(self) -> dict[str, Any]:
         """Start reading again; return the first GraphQL error the subscription ended with."""
         while True:

@@ -147,7 +147,7 @@ class _Session:
         to send, and the protocol's cleanup (stop, closing socket) removes it."""
         fanout: Fanout = self.view.fanout
         try:
-            key, group, classify = await prepare(
+            key, group, classify, audience = await prepare(
                 fanout.schema,
                 plan,
                 variables if isinstance(variables, dict) else None,
@@ -164,6 +164,7 @@ class _Session:
             op_id=op_id,
             key=key,
             classify=classify,
+            audience=audience,
             send=self.websocket.ws.send_text,
             envelope=f'{{"id":{json.dumps(op_id)},"type":"{self.data_type}","payload":',
             mailbox=Mailbox(fanout.hub.queue_limit),

@@ -6,7 +6,10 @@ group; per event, each subscriber's permission check yields an answer such as
 (UPDATED, new state) or (DELETED, last readable state), and the selection set is executed and
 serialised once per distinct answer in a group. Every subscriber with that answer gets the
 same bytes (only the operation id in the envelope differs). Authorization stays per
-subscriber: the answer, not the group, decides what a viewer may see.
+subscriber: the answer, not the group, decides what a viewer may see. Within a group the
+answer depends only on a subscriber's `audience` (the viewer's id and roles, and the
+filter), so it is worked out once per event for each distinct audience and reused for that
+audience's other subscribers (one user's many devices, say).
 
 Each subscriber keeps a bounded queue of ready-to-send messages, drained by a task of its own
 while there is something to send, so a slow socket delays nobody and memory stays bounded
@@ -104,6 +107,9 @@ class Subscriber:
     op_id: str
     key: tuple[Hashable, ...]
     classify: Classify
+    # Equal for subscribers of one group whose `classify` always gives the same answer
+    # (the same viewer rights): the group classifies each event once per audience.
+    audience: Hashable
     send: Callable[[str], Awaitable[None]]
     envelope: str  # '{"id":"1","type":"next","payload":' (the closing brace is added)
     mailbox: Mailbox[str]
@@ -201,9 +207,14 @@ class Fanout:
 
     def _deliver(self, group: Group, event: RecipeEvent, members: list[Subscriber]) -> None:
         buckets: dict[Hashable, list[Subscriber]] = {}
+        answers: dict[Hashable, Hashable | None] = {}  # by audience, for this event
         for subscriber in members:
             try:
-                answer = subscriber.classify(event)
+                audience = subscriber.audience
+                if audience in answers:
+                    answer = answers[audience]
+                else:
+                    answer = answers[audience] = subscriber.classify(event)
             except Exception:
                 log.exception("subscriber filter failed; ending that subscription")
                 subscriber.end(SubscriptionEnded("Internal server error"))

@@ -29,8 +29,9 @@ from app.services.errors import DomainError
 
 async def prepare(
     schema: GraphQLSchema, plan: Plan, raw_variables: dict[str, Any] | None, context: Context
-) -> tuple[tuple[Hashable, ...], Group, Classify]:
-    """(group key, a group to use if none exists yet, this subscriber's classifier).
+) -> tuple[tuple[Hashable, ...], Group, Classify, Hashable]:
+    """(group key, a group to use if none exists yet, this subscriber's classifier and
+    audience).
     Raises GraphQLError with a code for bad variables or credentials."""
     operation = next(d for d in plan.document.definitions if isinstance(d, OperationDefinitionNode))
     coerced = get_variable_values(schema, operation.variable_definitions or (), raw_variables or {})
@@ -49,7 +50,7 @@ async def prepare(
                 tags=raw.get("tags", UNSET),
                 owner_id=raw.get("ownerId", UNSET),
             )
-            classify, materialize = recipe_changed_fanout(viewer, change_filter)
+            classify, materialize, audience = recipe_changed_fanout(viewer, change_filter)
         else:
             authorization = (args.get("headers") or {}).get("authorization")
             if authorization:
@@ -57,7 +58,7 @@ async def prepare(
                     viewer = await context.services.authenticate(authorization)
                 except AuthError as error:
                     raise ClientError(error.message, "UNAUTHENTICATED") from error
-            classify, materialize = stream_recipe_fanout(viewer)
+            classify, materialize, audience = stream_recipe_fanout(viewer)
     except DomainError as error:
         raise GraphQLError(error.message, extensions=error.extensions()) from error
     # Group by what shapes the output: the document and the variables (a stream's `headers`
@@ -69,4 +70,4 @@ async def prepare(
         plan.operation_name,
         json.dumps(shaping, sort_keys=True, default=str),
     )
-    return key, Group(plan, raw_variables or {}, materialize, context), classify
+    return key, Group(plan, raw_variables or {}, materialize, context), classify, audience

@@ -63,8 +63,10 @@ class Subscription:
 
 def recipe_changed_fanout(
     viewer: Principal, filter_arg: RecipeChangeFilter | None
-) -> tuple[Classify, Materialize]:
-    """The grouped fan-out's view of `recipeChanged` (see app/schema/fanout.py)."""
+) -> tuple[Classify, Materialize, Hashable]:
+    """The grouped fan-out's view of `recipeChanged` (see app/schema/fanout.py): classifier,
+    materializer and audience (everything the classifier's answer depends on besides the
+    event)."""
     change_filter = _build_filter(filter_arg)
 
     def classify(event: RecipeEvent) -> Hashable | None:
@@ -78,4 +80,4 @@ def recipe_changed_fanout(
             version=change.recipe.version,
         )
 
-    return classify, materialize
+    return classify, materialize, (viewer.id, viewer.roles, change_filter)

@@ -222,8 +222,9 @@ class SyncSubscription:
                 raise ClientError(str(ended), ended.code) from ended
 
 
-def stream_recipe_fanout(viewer: Principal) -> tuple[Classify, Materialize]:
-    """The grouped fan-out's view of `streamRecipe` (see app/schema/fanout.py)."""
+def stream_recipe_fanout(viewer: Principal) -> tuple[Classify, Materialize, Hashable]:
+    """The grouped fan-out's view of `streamRecipe` (see app/schema/fanout.py): classifier,
+    materializer and audience (what the classifier's answer depends on besides the event)."""
 
     def classify(event: RecipeEvent) -> Hashable | None:
         return service.classify_stream(viewer, event)
@@ -232,4 +233,4 @@ def stream_recipe_fanout(viewer: Principal) -> tuple[Classify, Materialize]:
         recipe = service.materialize_stream(event, answer)
         return _bulk([recipe], service.Checkpoint(id=recipe.id, updated_at=_stamp(recipe)))
 
-    return classify, materialize
+    return classify, materialize, (viewer.id, viewer.roles)
