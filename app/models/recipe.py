@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from beanie import Document
 from pymongo import ASCENDING, IndexModel
 
-from app.models.fields import Ingredient, RecipeContent, Visibility, search_texts
+from app.models.fields import (
+    EDITABLE_FIELDS,
+    Ingredient,
+    RecipeContent,
+    Visibility,
+    search_texts,
+)
 
 PUBLIC_READER = "*"
 """Marker in `readers` that makes a recipe readable by every signed-in user."""
@@ -171,3 +178,30 @@ __all__ = [
     "word_prefix",
     "words",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What permissions and subscription filters read of one state of a recipe, read once per
+    change and shared by every subscriber the change is judged for: each attribute read on a
+    `Recipe` goes through Beanie's lazy-parsing `__getattribute__`."""
+
+    id: str
+    deleted: bool
+    visibility: Visibility
+    owner_id: str
+    collaborators: frozenset[str]
+    tags: frozenset[str]
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> Access:
+        people, tags = frozenset(recipe.collaborators), frozenset(recipe.tags)
+        return cls(recipe.id, recipe.deleted, recipe.visibility, recipe.owner_id, people, tags)
+
+
+def same_content(before: Recipe, after: Recipe) -> bool:
+    """True when a change altered nothing a client sees (only derived or sync fields)."""
+    return before.version == after.version and all(
+        getattr(before, name) == getattr(after, name)
+        for name in (*EDITABLE_FIELDS, "owner_id", "deleted")
+    )

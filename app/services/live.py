@@ -7,13 +7,12 @@ as CREATED and access lost as DELETED (carrying only what the viewer could alrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
 from app.auth.principal import Principal
-from app.models.fields import EDITABLE_FIELDS
-from app.models.recipe import Recipe
+from app.models.recipe import Access, Recipe
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput
@@ -52,7 +51,7 @@ class ChangeFilter:
             owner_id=owner_id,
         )
 
-    def matches(self, recipe: Recipe) -> bool:
+    def matches(self, recipe: Recipe | Access) -> bool:
         return (
             (self.ids is None or recipe.id in self.ids)
             and (self.tags is None or self.tags.issubset(recipe.tags))
@@ -60,7 +59,7 @@ class ChangeFilter:
         )
 
 
-def _sees(viewer: Principal, flt: ChangeFilter, recipe: Recipe | None) -> bool:
+def _sees(viewer: Principal, flt: ChangeFilter, recipe: Access | None) -> bool:
     return (
         recipe is not None
         and not recipe.deleted
@@ -78,17 +77,19 @@ def classify_change(
 ) -> tuple[ChangeKind, Tag] | None:
     """What `viewer` should be told about `event`, as (kind, state), or None. Viewers with the
     same answer get the same message, so it is rendered once for all of them."""
-    before, after = event.before, event.after
-    if before is not None and after is not None and same_content(before, after):
+    if event.unchanged:
         return None  # bookkeeping only (e.g. a foreign write being adopted)
+    before, after = event.before_access, event.after_access
     saw = _sees(viewer, flt, before)
     sees = _sees(viewer, flt, after)
     if before is None and event.op != "insert":
         # No pre-image (database without pre-images, or a change by another program):
         # judge on the new state alone.
-        if sees and after is not None:
-            return (ChangeKind.CREATED if after.version == 1 else ChangeKind.UPDATED), "after"
-        if after is not None and after.deleted and _sees(viewer, flt, _alive(after)):
+        if sees and event.after is not None:
+            created = event.after.version == 1
+            return (ChangeKind.CREATED if created else ChangeKind.UPDATED), "after"
+        alive = None if after is None or not after.deleted else replace(after, deleted=False)
+        if _sees(viewer, flt, alive):
             return ChangeKind.DELETED, "after"
         return None
     if sees:
@@ -114,16 +115,3 @@ def materialize_change(event: RecipeEvent, kind: ChangeKind, tag: Tag) -> LiveCh
 def view_change(viewer: Principal, flt: ChangeFilter, event: RecipeEvent) -> LiveChange | None:
     answer = classify_change(viewer, flt, event)
     return None if answer is None else materialize_change(event, *answer)
-
-
-def same_content(before: Recipe, after: Recipe) -> bool:
-    """True when a change altered nothing a client sees (only derived or sync fields)."""
-    return before.version == after.version and all(
-        getattr(before, name) == getattr(after, name)
-        for name in (*EDITABLE_FIELDS, "owner_id", "deleted")
-    )
-
-
-def _alive(recipe: Recipe) -> Recipe:
-    alive: Recipe = recipe.model_copy(update={"deleted": False})
-    return alive

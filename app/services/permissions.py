@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.auth.principal import Principal
-from app.models.recipe import PUBLIC_READER, Recipe, Visibility
+from app.models.recipe import PUBLIC_READER, Access, Recipe, Visibility
 
 
-def can_read(viewer: Principal, recipe: Recipe) -> bool:
+def can_read(viewer: Principal, recipe: Recipe | Access) -> bool:
     return (
         viewer.is_admin
         or recipe.visibility is Visibility.PUBLIC

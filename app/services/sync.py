@@ -28,7 +28,6 @@ from app.models.recipe import PUBLIC_READER, Recipe
 from app.realtime.events import RecipeEvent
 from app.services import permissions
 from app.services.errors import BadInput, DomainError, FieldError, Forbidden, NotFound
-from app.services.live import same_content
 from app.services.state import check_admin_fields, new_document, next_state, stored_fields
 from app.services.validation import validate_fields, validate_id
 from app.services.writes import Create, Op, StampedWriter, Update, stamp_time
@@ -93,17 +92,17 @@ StreamTag = Literal["after", "blank"]
 def classify_stream(viewer: Principal, event: RecipeEvent) -> StreamTag | None:
     """Which sync document a viewer's stream gets for a change (the new state, or a
     content-free tombstone), or None."""
-    after = event.after
-    if after is None:
+    after, before = event.after_access, event.before_access
+    if after is None or event.after is None:
         return None  # hard delete (tombstone purge): clients already have the tombstone
-    if event.before is not None and same_content(event.before, after):
+    if event.unchanged:
         return None  # bookkeeping only (e.g. a foreign write being adopted)
     if permissions.can_read(viewer, after):
         return "after"
-    if event.before is not None:
-        could = not event.before.deleted and permissions.can_read(viewer, event.before)
+    if before is not None:
+        could = not before.deleted and permissions.can_read(viewer, before)
         return "blank" if could else None
-    view = view_for(viewer, after)
+    view = view_for(viewer, event.after)
     return None if view is None else "blank"
 
 
