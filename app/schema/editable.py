@@ -24,6 +24,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 import strawberry
 from pydantic import BaseModel
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import get_object_definition
 
@@ -189,37 +191,43 @@ def built_from_input(cls: type[T]) -> type[T]:
         for field in definition.fields
         if field.default is not dataclasses.MISSING
     }
-    plans: dict[int, list[tuple[str, str, Any, Any]]] = {}
+    plans: dict[int, tuple[StrawberryConfig, list[_FieldPlan]]] = {}
 
-    def plan(context: InputContext) -> list[tuple[str, str, Any, Any]]:
-        """(GraphQL name, Python name, stored type, Strawberry type) per field; the stored
-        type is None for a field Strawberry converts."""
-        found = plans.get(id(context.config))
-        if found is None:
-            names = context.config.name_converter
-            found = [
-                (
-                    names.from_field(field),
-                    field.python_name,
-                    editable.get(field.python_name),
-                    field.resolve_type(type_definition=definition),
-                )
-                for field in definition.fields
-            ]
-            plans[id(context.config)] = found
+    def plan(context: InputContext) -> list[_FieldPlan]:
+        """Per field: GraphQL name, Python name, the conversion to its stored form (None for a
+        field Strawberry converts) and its Strawberry type. Made once per schema
+        configuration, which decides the GraphQL names (the entry holds the configuration,
+        so its id is not reused while the entry exists)."""
+        config = context.config
+        cached = plans.get(id(config))
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        names = config.name_converter
+        found = [
+            (
+                names.from_field(field),
+                field.python_name,
+                None
+                if field.python_name not in editable
+                else _converter(editable[field.python_name], names),
+                field.resolve_type(type_definition=definition),
+            )
+            for field in definition.fields
+        ]
+        plans[id(config)] = (config, found)
         return found
 
     def from_input(target: type, value: Mapping[str, Any], context: InputContext) -> Any:
         instance: Any = object.__new__(target)
         fields = instance.__dict__
         fields.update(defaults)
-        for graphql_name, python_name, stored_type, field_type in plan(context):
+        for graphql_name, python_name, convert, field_type in plan(context):
             if graphql_name in value:
                 sent = value[graphql_name]
                 fields[python_name] = (
                     context.convert(sent, field_type, graphql_name)
-                    if stored_type is None
-                    else _stored(sent, stored_type, context)
+                    if convert is None
+                    else convert(sent)
                 )
         return instance
 
@@ -228,41 +236,26 @@ def built_from_input(cls: type[T]) -> type[T]:
 
 
 Convert = Callable[[Any], Any]
-_CONVERTERS: dict[tuple[Any, int], Convert] = {}
+_FieldPlan = tuple[str, str, Convert | None, Any]
 
 
-def _stored(value: Any, python_type: Any, context: InputContext) -> Any:
-    """A coerced GraphQL input value in its stored form (see `built_from_input`)."""
-    return _converter(python_type, context)(value)
-
-
-def _converter(python_type: Any, context: InputContext) -> Convert:
-    """The conversion of a coerced GraphQL value of `python_type` to its stored form, built
-    once per type (and schema configuration, which decides the GraphQL field names)."""
-    key = (python_type, id(context.config))
-    found = _CONVERTERS.get(key)
-    if found is None:
-        found = _build_converter(python_type, context)
-        _CONVERTERS[key] = found
-    return found
-
-
-def _build_converter(python_type: Any, context: InputContext) -> Convert:
+def _converter(python_type: Any, names: NameConverter) -> Convert:
+    """The conversion of a coerced GraphQL value of `python_type` to its stored form."""
     origin = get_origin(python_type)
     if origin is list:
         (item_type,) = get_args(python_type)
-        item = _converter(item_type, context)
+        item = _converter(item_type, names)
         return lambda value: None if value is None else [item(v) for v in value]
     if origin in (Union, UnionType):
         (inner,) = [a for a in get_args(python_type) if a is not type(None)]
-        return _converter(inner, context)
+        return _converter(inner, names)
     if python_type in _VALUE_TYPES:
         _, input_type = _VALUE_TYPES[python_type]
         fields = [
             (
-                context.config.name_converter.from_field(field),
+                names.from_field(field),
                 field.python_name,
-                _converter(python_type.model_fields[field.python_name].annotation, context),
+                _converter(python_type.model_fields[field.python_name].annotation, names),
             )
             for field in get_object_definition(input_type, strict=True).fields
         ]
