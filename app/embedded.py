@@ -1,11 +1,15 @@
 """Runs the embedded SecantusDB daemon as a child process (never imported: it is GPL-2.0).
 
-Used by `python -m app serve` when MONGODB_URI is unset, and by the test fixtures.
+Used by `python -m app serve` when MONGODB_URI is unset, and by the test fixtures. Under
+`serve` it is supervised: if the daemon dies (kill -9, out of memory), it is started again on
+the same port and storage, so the server's connections recover without a restart of `serve`
+(every acknowledged write is on disk: `--sync-on-commit`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -23,6 +27,9 @@ URI_FILE = "secantusd.uri"  # in DATA_DIR while a daemon started with in_data_di
 _LISTENING = re.compile(r"secantus listening on ([\d.]+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+RESTART_BACKOFF = (0.2, 5.0)  # seconds before the first restart attempt, and at most
+
+log = logging.getLogger("larder.embedded")
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -55,6 +62,9 @@ class EmbeddedDatabase:
     _config: Path | None = None
     _listening: bool = False
     uri_file: Path | None = None  # where to publish the URI while running
+    restarts: int = 0  # times a supervised daemon was started again after dying
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> EmbeddedDatabase:
@@ -87,10 +97,24 @@ class EmbeddedDatabase:
         fd, config = tempfile.mkstemp(prefix="larder-secantusd-", suffix=".toml")
         os.close(fd)
         self._config = Path(config)
+        self._stopping.clear()
+        try:
+            self._launch()
+        except EmbeddedDatabaseError:
+            self.stop()
+            raise
+        if self.uri_file is not None:
+            self.uri_file.write_text(self.uri + "\n")
+        return self
+
+    def _launch(self) -> None:
+        """Start the daemon on `port` (0 the first time: any free port; then the one it got,
+        so that clients' connection strings stay valid) and wait until it listens."""
+        assert self._config is not None
         cmd = [
             _executable(),
             "--config",
-            config,
+            str(self._config),
             "--host",
             self.host,
             "--port",
@@ -104,6 +128,8 @@ class EmbeddedDatabase:
             *([] if self.storage == ":memory:" else ["--sync-on-commit"]),
             *self.extra_args,
         ]
+        self._listening = False
+        self._lines = []
         self.process = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -114,25 +140,61 @@ class EmbeddedDatabase:
             preexec_fn=killed_with_parent,  # noqa: PLW1509
         )
         ready = threading.Event()
-        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.process, ready), daemon=True).start()
         if not ready.wait(STARTUP_TIMEOUT) or not self._listening:
             output = "".join(self._lines[-20:])
-            self.stop()
             raise EmbeddedDatabaseError(f"SecantusDB did not start:\n{output}")
-        if self.uri_file is not None:
-            self.uri_file.write_text(self.uri + "\n")
+
+    def supervise(self) -> EmbeddedDatabase:
+        """Start the daemon again, on the same port and storage, whenever it dies until
+        `stop()`; retried with backoff while it cannot start."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._watch, name="secantusd-supervisor", daemon=True
+            )
+            self._supervisor.start()
         return self
 
-    def _pump(self, ready: threading.Event) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        log = self.log_path.open("a") if self.log_path else None
+    def _watch(self) -> None:
+        while True:
+            process = self.process
+            if process is None:
+                return
+            while process.poll() is None:
+                if self._stopping.wait(0.5):
+                    return
+            if self._stopping.is_set():
+                return
+            log.error(
+                "the embedded SecantusDB exited (code %s); starting it again on port %s",
+                process.returncode,
+                self.port,
+            )
+            delay = RESTART_BACKOFF[0]
+            while not self._stopping.wait(delay):
+                try:
+                    self._launch()
+                except (EmbeddedDatabaseError, OSError) as exc:
+                    log.error("could not start the embedded SecantusDB again: %s", exc)
+                    failed = self.process
+                    if failed is not None and failed.poll() is None:
+                        failed.kill()
+                    delay = min(delay * 2, RESTART_BACKOFF[1])
+                    continue
+                self.restarts += 1
+                log.warning("the embedded SecantusDB is back on port %s", self.port)
+                break
+
+    def _pump(self, process: subprocess.Popen[str], ready: threading.Event) -> None:
+        assert process.stdout is not None
+        out = self.log_path.open("a") if self.log_path else None
         try:
-            for line in self.process.stdout:
+            for line in process.stdout:
                 if len(self._lines) < 200:
                     self._lines.append(line)
-                if log:
-                    log.write(line)
-                    log.flush()
+                if out:
+                    out.write(line)
+                    out.flush()
                 match = _LISTENING.search(line)
                 if match and not ready.is_set():
                     self.port = int(match.group(2))
@@ -140,10 +202,14 @@ class EmbeddedDatabase:
                     ready.set()
         finally:
             ready.set()
-            if log:
-                log.close()
+            if out:
+                out.close()
 
     def stop(self) -> None:
+        self._stopping.set()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(STARTUP_TIMEOUT + 1)  # lets a restart under way finish first
         if self.uri_file is not None and self._listening:
             self.uri_file.unlink(missing_ok=True)
         if self._config is not None:

@@ -188,7 +188,7 @@ def serve(
             )
         database = EmbeddedDatabase.in_data_dir(settings.data_dir)
         try:
-            database.start()
+            database.start().supervise()  # started again if it dies
         except EmbeddedDatabaseError as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return 2
