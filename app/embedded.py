@@ -62,7 +62,6 @@ class EmbeddedDatabase:
     _config: Path | None = None
     _listening: bool = False
     uri_file: Path | None = None  # where to publish the URI while running
-    restarts: int = 0  # times a supervised daemon was started again after dying
     _stopping: threading.Event = field(default_factory=threading.Event)
     _supervisor: threading.Thread | None = None
 
@@ -181,7 +180,6 @@ class EmbeddedDatabase:
                         failed.kill()
                     delay = min(delay * 2, RESTART_BACKOFF[1])
                     continue
-                self.restarts += 1
                 log.warning("the embedded SecantusDB is back on port %s", self.port)
                 break
 

@@ -163,23 +163,6 @@ def access_fields(fields: dict[str, Any], previous: dict[str, Any] | None = None
     }
 
 
-__all__ = [
-    "MAX_REVOKED",
-    "OBSOLETE_INDEXES",
-    "PUBLIC_READER",
-    "WORD_END",
-    "Ingredient",
-    "Recipe",
-    "Visibility",
-    "access_fields",
-    "derived_fields",
-    "readers",
-    "search_words",
-    "word_prefix",
-    "words",
-]
-
-
 @dataclass(frozen=True, slots=True)
 class Access:
     """What permissions and subscription filters read of one state of a recipe, read once per
@@ -205,3 +188,22 @@ def same_content(before: Recipe, after: Recipe) -> bool:
         getattr(before, name) == getattr(after, name)
         for name in (*EDITABLE_FIELDS, "owner_id", "deleted")
     )
+
+
+__all__ = [
+    "MAX_REVOKED",
+    "OBSOLETE_INDEXES",
+    "PUBLIC_READER",
+    "WORD_END",
+    "Access",
+    "Ingredient",
+    "Recipe",
+    "Visibility",
+    "access_fields",
+    "derived_fields",
+    "readers",
+    "same_content",
+    "search_words",
+    "word_prefix",
+    "words",
+]
