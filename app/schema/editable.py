@@ -8,7 +8,7 @@ documents, inputs are optional), the name and description from the declaration.
 `output_values` and `editable_values` convert the values between the stored and GraphQL forms.
 `@built_from_input` lets Strawberry build such an input straight from the value graphql-core
 has already coerced (no input object per field and per ingredient): the editable fields then
-hold their stored form, which `editable_values` passes through.
+hold their stored form, which `editable_values` reads.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import functools
 import inspect
 import operator
 from collections.abc import Callable, Mapping
-from enum import Enum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
 
@@ -152,24 +151,16 @@ def _output(value: Any) -> Any:
 
 
 def editable_values(data: object) -> dict[str, Any]:
-    """The editable fields the client sent (explicit nulls included), by stored name, as plain
-    values. Works for every input made by `editable_fields`."""
-    sent = {f.name: getattr(data, f.name) for f in EDITABLE}
-    return {name: _plain(value) for name, value in sent.items() if value is not strawberry.UNSET}
+    """The editable fields the client sent (explicit nulls included), by stored name. For
+    inputs made by `editable_fields` and `built_from_input`, which already hold the stored
+    form (enums by value, nested inputs as dicts)."""
+    assert getattr(type(data), _BUILT, False), f"{type(data).__name__}: not @built_from_input"
+    return {
+        f.name: value for f in EDITABLE if (value := getattr(data, f.name)) is not strawberry.UNSET
+    }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if dataclasses.is_dataclass(value):  # a nested input, e.g. IngredientInput
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not strawberry.UNSET
-        }
-    return value
+_BUILT = "__larder_built_from_input__"
 
 
 def built_from_input(cls: type[T]) -> type[T]:
@@ -232,6 +223,7 @@ def built_from_input(cls: type[T]) -> type[T]:
         return instance
 
     definition.from_input = from_input
+    setattr(cls, _BUILT, True)
     return cls
 
 
